@@ -1,0 +1,62 @@
+// swift-tools-version:6.0
+import PackageDescription
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Our own SIMD kernels need a concrete CPU target: without one, Swift lowers `addingProduct` on SIMD vectors to a
+/// libcall per lane. The default `haswell` (AVX2 + FMA + F16C) runs on any x86-64 of the last decade, including the
+/// GPU hosts a static binary is copied to. Set `LEAN_TARGET_CPU=znver4` (or `skylake-avx512`, `native`) when building
+/// for a known AVX-512 machine. Matmul and convolution go through oneDNN, which picks its ISA at run time either way.
+let targetCPU: String? = {
+    if let env = getenv("LEAN_TARGET_CPU") { return String(cString: env) }
+    #if arch(x86_64)
+    return "haswell"
+    #else
+    return nil
+    #endif
+}()
+
+let kernelSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
+
+let package = Package(
+    name: "LeanDiffusion",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LeanDiffusion", targets: ["LeanDiffusion"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .executable(name: "lean-diffusion", targets: ["LeanDiffusionCLI"]),
+        .executable(name: "lean-bench", targets: ["LeanBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
+                       providers: [.apt(["libdnnl-dev"]), .brew(["onednn"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG",
+                       providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .target(name: "SafeTensors", path: "Sources/SafeTensors"),
+        .target(name: "LeanCore", dependencies: ["CDNNL"], path: "Sources/LeanCore",
+                swiftSettings: kernelSettings),
+        .target(name: "LeanDiffusion",
+                dependencies: ["LeanCore", "SafeTensors", "CPNG", .product(name: "Logging", package: "swift-log")],
+                path: "Sources/LeanDiffusion", swiftSettings: kernelSettings),
+        .executableTarget(name: "LeanDiffusionCLI",
+                          dependencies: ["LeanDiffusion", "SafeTensors",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          path: "Sources/LeanDiffusionCLI"),
+        .executableTarget(name: "LeanBench", dependencies: ["LeanCore"], path: "bench/LeanBench",
+                          swiftSettings: kernelSettings),
+        .testTarget(name: "LeanCoreTests", dependencies: ["LeanCore", "SafeTensors"], path: "Tests/LeanCoreTests",
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"], path: "Tests/SafeTensorsTests"),
+        .testTarget(name: "LeanDiffusionTests", dependencies: ["LeanDiffusion"], path: "Tests/LeanDiffusionTests",
+                    exclude: ["Fixtures"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,218 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Errors thrown by scheduler construction and `setTimesteps`.
+public enum SchedulerError: Error, Equatable, CustomStringConvertible {
+    case zeroSteps
+    case tooManySteps(Int, max: Int)
+    case unsupported(String)
+    case invalidConfig(String)
+
+    public var description: String {
+        switch self {
+        case .zeroSteps: return "number of inference steps must be at least 1"
+        case .tooManySteps(let n, let max): return "\(n) inference steps exceed num_train_timesteps (\(max))"
+        case .unsupported(let s): return "unsupported scheduler setting: \(s)"
+        case .invalidConfig(let s): return "invalid scheduler config: \(s)"
+        }
+    }
+}
+
+/// A diffusers noise scheduler working on flat float32 latents (CPU fp32 semantics of diffusers).
+///
+/// Usage mirrors a diffusers pipeline: `latents *= initNoiseSigma`, then for each `i` in
+/// `0..<timesteps.count`: `unetInput = scaleModelInput(latents, stepIndex: i)`, run the UNet at
+/// `timestepValues[i]`, `latents = step(modelOutput:stepIndex:i, sample: latents, generator: &g)`.
+/// `step` must be called once per index, in order (multistep schedulers keep history).
+public protocol Scheduler {
+    /// One entry per UNet call (PNDM with `skip_prk_steps` has `steps + 1`). For Euler schedulers with
+    /// non-integer timesteps (spacing "linspace", Karras) this is the value rounded to nearest; feed the
+    /// UNet `timestepValues` to match diffusers exactly.
+    var timesteps: [Int] { get }
+    /// The exact timestep values diffusers feeds to the UNet (float32).
+    var timestepValues: [Float] { get }
+    var initNoiseSigma: Float { get }
+    func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float]
+    mutating func step(modelOutput: [Float], stepIndex: Int, sample: [Float], generator: inout TorchGenerator) -> [Float]
+    mutating func setTimesteps(_ n: Int) throws
+}
+
+public enum SchedulerKind: String, CaseIterable, Sendable {
+    case pndm
+    case ddim
+    case euler
+    case eulerAncestral = "euler-a"
+    case dpmpp2m = "dpm++2m"
+    case unipc
+
+    /// The diffusers class this kind corresponds to.
+    public var diffusersClassName: String {
+        switch self {
+        case .pndm: return "PNDMScheduler"
+        case .ddim: return "DDIMScheduler"
+        case .euler: return "EulerDiscreteScheduler"
+        case .eulerAncestral: return "EulerAncestralDiscreteScheduler"
+        case .dpmpp2m: return "DPMSolverMultistepScheduler"
+        case .unipc: return "UniPCMultistepScheduler"
+        }
+    }
+
+    public init?(diffusersClassName name: String) {
+        guard let k = SchedulerKind.allCases.first(where: { $0.diffusersClassName == name }) else { return nil }
+        self = k
+    }
+
+    /// Builds this scheduler from a folder's `scheduler_config.json`, with the semantics of
+    /// `Cls.from_config(folder_scheduler.config)`: keys present in the JSON that the class accepts are used,
+    /// every other parameter takes the class's own default (diffusers drops `_use_default_values`).
+    /// Then calls `setTimesteps(steps)`.
+    public func make(config: SchedulerConfig, steps: Int) throws -> any Scheduler {
+        var s: any Scheduler
+        switch self {
+        case .pndm: s = try PNDMScheduler(config: config)
+        case .ddim: s = try DDIMScheduler(config: config)
+        case .euler: s = try EulerDiscreteScheduler(config: config)
+        case .eulerAncestral: s = try EulerAncestralScheduler(config: config)
+        case .dpmpp2m: s = try DPMSolverMultistepScheduler(config: config)
+        case .unipc: s = try UniPCMultistepScheduler(config: config)
+        }
+        try s.setTimesteps(steps)
+        return s
+    }
+}
+
+/// diffusers `scheduler_config.json`. Every field is optional: `nil` means "absent from the JSON", which
+/// makes the concrete scheduler fall back to its own class default (diffusers' from_config semantics).
+public struct SchedulerConfig: Decodable, Sendable, Equatable {
+    public var className: String?
+    public var numTrainTimesteps: Int?
+    public var betaStart: Double?
+    public var betaEnd: Double?
+    public var betaSchedule: String?
+    public var trainedBetas: [Double]?
+    public var predictionType: String?
+    public var timestepSpacing: String?
+    public var stepsOffset: Int?
+    public var setAlphaToOne: Bool?
+    public var skipPrkSteps: Bool?
+    public var clipSample: Bool?
+    public var clipSampleRange: Double?
+    public var thresholding: Bool?
+    public var useKarrasSigmas: Bool?
+    public var useExponentialSigmas: Bool?
+    public var useBetaSigmas: Bool?
+    public var useLuLambdas: Bool?
+    public var useFlowSigmas: Bool?
+    public var solverOrder: Int?
+    public var algorithmType: String?
+    public var solverType: String?
+    public var lowerOrderFinal: Bool?
+    public var eulerAtFinal: Bool?
+    public var finalSigmasType: String?
+    public var interpolationType: String?
+    public var rescaleBetasZeroSnr: Bool?
+    public var timestepType: String?
+    public var predictX0: Bool?
+    public var disableCorrector: [Int]?
+    public var lambdaMinClipped: Double?
+    public var varianceType: String?
+    public var sigmaMin: Double?
+    public var sigmaMax: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case className = "_class_name"
+        case numTrainTimesteps = "num_train_timesteps"
+        case betaStart = "beta_start"
+        case betaEnd = "beta_end"
+        case betaSchedule = "beta_schedule"
+        case trainedBetas = "trained_betas"
+        case predictionType = "prediction_type"
+        case timestepSpacing = "timestep_spacing"
+        case stepsOffset = "steps_offset"
+        case setAlphaToOne = "set_alpha_to_one"
+        case skipPrkSteps = "skip_prk_steps"
+        case clipSample = "clip_sample"
+        case clipSampleRange = "clip_sample_range"
+        case thresholding
+        case useKarrasSigmas = "use_karras_sigmas"
+        case useExponentialSigmas = "use_exponential_sigmas"
+        case useBetaSigmas = "use_beta_sigmas"
+        case useLuLambdas = "use_lu_lambdas"
+        case useFlowSigmas = "use_flow_sigmas"
+        case solverOrder = "solver_order"
+        case algorithmType = "algorithm_type"
+        case solverType = "solver_type"
+        case lowerOrderFinal = "lower_order_final"
+        case eulerAtFinal = "euler_at_final"
+        case finalSigmasType = "final_sigmas_type"
+        case interpolationType = "interpolation_type"
+        case rescaleBetasZeroSnr = "rescale_betas_zero_snr"
+        case timestepType = "timestep_type"
+        case predictX0 = "predict_x0"
+        case disableCorrector = "disable_corrector"
+        case lambdaMinClipped = "lambda_min_clipped"
+        case varianceType = "variance_type"
+        case sigmaMin = "sigma_min"
+        case sigmaMax = "sigma_max"
+    }
+
+    public init() {}
+
+    /// The SD1.5 folder config (`runwayml/stable-diffusion-v1-5/scheduler/scheduler_config.json`).
+    public static var stableDiffusion15: SchedulerConfig {
+        var c = SchedulerConfig()
+        c.className = "PNDMScheduler"
+        c.betaStart = 0.00085
+        c.betaEnd = 0.012
+        c.betaSchedule = "scaled_linear"
+        c.numTrainTimesteps = 1000
+        c.setAlphaToOne = false
+        c.skipPrkSteps = true
+        c.stepsOffset = 1
+        c.clipSample = false
+        return c
+    }
+
+    /// Decodes a `scheduler_config.json` (accepts the `Infinity`/`NaN` literals Python's json writes).
+    public static func load(from data: Data) throws -> SchedulerConfig {
+        let d = JSONDecoder()
+        d.allowsJSON5 = true
+        return try d.decode(SchedulerConfig.self, from: data)
+    }
+}
+
+/// Parameters common to all six classes, resolved against one class's defaults.
+struct ResolvedBaseConfig {
+    var numTrainTimesteps: Int
+    var betaStart: Double
+    var betaEnd: Double
+    var betaSchedule: String
+    var trainedBetas: [Double]?
+    var predictionType: String
+    var timestepSpacing: String
+    var stepsOffset: Int
+
+    init(_ c: SchedulerConfig, defaultSpacing: String, acceptsZeroSNR: Bool) throws {
+        numTrainTimesteps = c.numTrainTimesteps ?? 1000
+        betaStart = c.betaStart ?? 0.0001
+        betaEnd = c.betaEnd ?? 0.02
+        betaSchedule = c.betaSchedule ?? "linear"
+        trainedBetas = c.trainedBetas
+        predictionType = c.predictionType ?? "epsilon"
+        timestepSpacing = c.timestepSpacing ?? defaultSpacing
+        stepsOffset = c.stepsOffset ?? 0
+        if acceptsZeroSNR, c.rescaleBetasZeroSnr == true {
+            throw SchedulerError.unsupported("rescale_betas_zero_snr=true")
+        }
+        guard numTrainTimesteps > 1 else { throw SchedulerError.invalidConfig("num_train_timesteps") }
+        guard ["leading", "trailing", "linspace"].contains(timestepSpacing) else {
+            throw SchedulerError.unsupported("timestep_spacing=\(timestepSpacing)")
+        }
+        guard ["epsilon", "v_prediction", "sample"].contains(predictionType) else {
+            throw SchedulerError.unsupported("prediction_type=\(predictionType)")
+        }
+    }
+}
