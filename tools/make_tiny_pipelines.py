@@ -177,9 +177,13 @@ def make_vae():
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        # 4 blocks -> 3 downsamples -> latent = image / 8 as in real SD (with the 2-block
+        # (32, 64) of diffusers' own tests the factor would be 2: 64x64 images <-> 32x32 latents)
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        # channel change 32->64 (encoder) / 64->32 (decoder) exercises the resnet conv_shortcut;
+        # mid block at the widest width like SD's (128, 256, 512, 512).  Kept narrow for size.
+        block_out_channels=(32, 32, 32, 64),
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=32,
@@ -315,7 +319,9 @@ def component_references(pipe, kind):
     ref["vae.encoded_logvar"] = dist.logvar
 
     # what the pipeline feeds the UNet for the default seed-42 case
-    shape = (1, 4, HEIGHT // 8, WIDTH // 8)
+    f = pipe.vae_scale_factor
+    assert f == 8, f
+    shape = (1, 4, HEIGHT // f, WIDTH // f)
     ref["e2e.initial_latents"] = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(SEED), dtype=torch.float32)
     ref["e2e.initial_latents_batch"] = randn_tensor((4,) + shape[1:], generator=torch.Generator("cpu").manual_seed(SEED), dtype=torch.float32)
     pe, ne = pipe.encode_prompt(PROMPT, "cpu", 1, True, NEGATIVE)
@@ -387,12 +393,11 @@ def e2e_cases():
                       num_images_per_prompt=1, num_images=1,
                       image_file="pndm-nocfg.safetensors", png_files=["pndm-nocfg.png"]))
     cases.append(dict(name="pndm-batch", scheduler="pndm", prompt=["a red circle", "two green squares"],
-                      negative_prompt=NEGATIVE, steps=STEPS, guidance_scale=GUIDANCE, seed=SEED,
+                      negative_prompt=[NEGATIVE, NEGATIVE], steps=STEPS, guidance_scale=GUIDANCE, seed=SEED,
                       width=WIDTH, height=HEIGHT, num_images_per_prompt=2, num_images=4,
                       image_file="pndm-batch.safetensors",
                       png_files=[f"pndm-batch-{i}.png" for i in range(4)],
-                      image_order="prompt-major: [p0 img0, p0 img1, p1 img0, p1 img1]; the negative prompt "
-                                  "string is used for every prompt; initial latents are one randn((4,4,8,8)) draw"))
+                      image_order="prompt-major: [p0 img0, p0 img1, p1 img0, p1 img1]; initial latents are one randn((4,4,8,8)) draw"))
     return cases
 
 
@@ -526,7 +531,7 @@ images are meaningless; they exist to compare LeanDiffusion against diffusers nu
 | `sd2-tiny-v` | SD 2.x | **unprefixed** (what transformers 5 `save_pretrained` writes), fp32 only | attention_head_dim (2, 4), linear proj, upcast_attention | gelu | `!` (0) | DDIM, timestep_spacing leading | v_prediction |
 
 Sizes: UNet block_out_channels (32, 64), 1 layer per block, cross_attention_dim 32, sample_size 8;
-VAE block_out_channels (32, 64), 1 layer per block, latent 4, scaling 0.18215, 64x64 images;
+VAE block_out_channels (32, 32, 32, 64) (4 blocks -> latent = image/8 as in real SD), 1 layer per block, latent 4, scaling 0.18215, 64x64 images;
 CLIP text: hidden 32, 2 layers, 4 heads, intermediate 37, vocab 49408, 77 positions.
 
 `<name>/reference/`:

@@ -77,9 +77,172 @@ struct Tokenize: ParsableCommand {
     }
 }
 
+extension SchedulerKind: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {}
+extension Layout: ExpressibleByArgument {}
+
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate images from a prompt.")
+
+    @Option(help: "A diffusers StableDiffusionPipeline folder (default: the embedded model).")
+    var model: String?
+
+    @Option(help: "What to draw.")
+    var prompt: String
+
+    @Option(help: "What to steer away from.")
+    var negativePrompt: String?
+
+    @Option(help: "Output PNG; with --count > 1, FILE-0.png, FILE-1.png, ...")
+    var output: String = "out.png"
+
+    @Option(help: "Denoising steps.")
+    var steps: Int = 30
+
+    @Option(help: "Classifier-free guidance scale (off at or below 1).")
+    var guidance: Float = 7.5
+
+    @Option(help: "Seed of torch.Generator(\"cpu\"); the same seed gives diffusers' latents.")
+    var seed: UInt64?
+
+    @Option(help: "Image width in pixels, a multiple of 8 (default: the model's).")
+    var width: Int?
+
+    @Option(help: "Image height in pixels, a multiple of 8 (default: the model's).")
+    var height: Int?
+
+    @Option(help: "pndm | ddim | euler | euler-a | dpm++2m | unipc (default: the model's).")
+    var scheduler: SchedulerKind?
+
+    @Option(help: "Images to generate for the prompt.")
+    var count: Int = 1
+
+    @Option(help: "Weights and compute precision: fp32 | fp16 | bf16.")
+    var dtype: String = "fp32"
+
+    @Option(help: "Activation layout: nchw | nhwc (channels-last, faster here).")
+    var layout: Layout = .nhwc
+
+    @Option(help: "Attention: standard | sliced | flash.")
+    var attention: String = "flash"
+
+    @Option(help: "Weight file variant to load, e.g. fp16 for *.fp16.safetensors.")
+    var variant: String?
+
+    @Option(help: "Use the text encoder's hidden state this many layers before the last.")
+    var clipSkip: Int = 0
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    @Flag(help: "Log loading and timing details.")
+    var verbose = false
+
+    func validate() throws {
+        if let w = width, w <= 0 || w % 8 != 0 { throw ValidationError("--width must be a positive multiple of 8 (got \(w))") }
+        if let h = height, h <= 0 || h % 8 != 0 { throw ValidationError("--height must be a positive multiple of 8 (got \(h))") }
+        if steps < 1 { throw ValidationError("--steps must be at least 1 (got \(steps))") }
+        if count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
+        guard parsedDType != nil else { throw ValidationError("--dtype must be fp32, fp16 or bf16 (got \(dtype))") }
+        guard parsedAttention != nil else { throw ValidationError("--attention must be standard, sliced or flash") }
+    }
+
+    var parsedDType: DType? {
+        switch dtype.lowercased() {
+        case "fp32", "f32", "float32": return .f32
+        case "fp16", "f16", "float16": return .f16
+        case "bf16", "bfloat16": return .bf16
+        default: return nil
+        }
+    }
+
+    var parsedAttention: AttentionKernel? {
+        switch attention.lowercased() {
+        case "standard": return .standard
+        case "flash": return .flash
+        case "sliced": return .sliced(headsPerSlice: 1)
+        default: return nil
+        }
+    }
+
     func run() throws {
-        throw ValidationError("generate is not available yet")
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = verbose ? .debug : .warning
+            return handler
+        }
+        let logger = Logger(label: "lean-diffusion")
+        let policy = ComputePolicy(dtype: parsedDType!, layout: layout, attention: parsedAttention!)
+        let pipeline: StableDiffusionPipeline
+        // Errors propagate to ArgumentParser, which prints "Error: <description>" and exits with status 1.
+        pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
+                                               variant: variant, logger: logger)
+        var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
+        request.steps = steps
+        request.guidanceScale = guidance
+        request.width = width
+        request.height = height
+        request.imagesPerPrompt = count
+        request.seed = seed
+        request.scheduler = scheduler
+        request.clipSkip = clipSkip
+        let bar = ProgressBar(enabled: !quiet && isatty(2) != 0)
+        let images: [RGBImage]
+        defer { bar.finish() }
+        images = try pipeline.generate(request) { p in
+            bar.update(p)
+            return true
+        }
+        bar.finish()
+        let paths = Self.outputPaths(output, count: images.count)
+        for (image, path) in zip(images, paths) {
+            try image.writePNG(to: path)
+            if !quiet { FileHandleOutput.stderr("wrote \(path) (\(image.width)x\(image.height))\n") }
+        }
+    }
+
+    /// FILE.png for one image; FILE-0.png, FILE-1.png, ... for several.
+    static func outputPaths(_ output: String, count: Int) -> [String] {
+        guard count > 1 else { return [output] }
+        let base = output.hasSuffix(".png") ? String(output.dropLast(4)) : output
+        return (0..<count).map { "\(base)-\($0).png" }
+    }
+}
+
+/// A one-line progress bar on stderr, redrawn in place.
+final class ProgressBar {
+    let enabled: Bool
+    var drawn = false
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ p: StepProgress) {
+        guard enabled else { return }
+        let width = 30
+        let filled = p.totalSteps > 0 ? width * p.step / p.totalSteps : width
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let line = "\r[\(bar)] \(p.step)/\(p.totalSteps)  \(String(format2: p.seconds))s/step"
+        FileHandleOutput.stderr(line)
+        drawn = true
+    }
+
+    func finish() {
+        if drawn { FileHandleOutput.stderr("\n") }
+        drawn = false
+    }
+}
+
+enum FileHandleOutput {
+    static func stderr(_ s: String) {
+        var s = s
+        s.withUTF8 { buf in _ = fwrite(buf.baseAddress, 1, buf.count, Glibc.stderr) }
+        fflush(Glibc.stderr)
+    }
+}
+
+extension String {
+    init(format2 value: Double) {
+        let scaled = (value * 100).rounded()
+        let cents = Int(scaled) % 100
+        self = "\(Int(scaled) / 100).\(cents < 10 ? "0" : "")\(cents)"
     }
 }

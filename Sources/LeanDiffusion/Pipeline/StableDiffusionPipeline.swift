@@ -1,0 +1,257 @@
+import Logging
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What to draw. Mirrors the arguments of diffusers' `StableDiffusionPipeline.__call__`.
+public struct GenerationRequest: Sendable {
+    public var prompts: [String]
+    /// One per prompt, or nil for the empty negative prompt diffusers uses.
+    public var negativePrompts: [String]?
+    public var steps: Int = 50
+    /// Classifier-free guidance is off at or below 1, as in diffusers.
+    public var guidanceScale: Float = 7.5
+    public var width: Int? = nil
+    public var height: Int? = nil
+    public var imagesPerPrompt: Int = 1
+    /// `torch.Generator("cpu").manual_seed(seed)`; a random seed when nil.
+    public var seed: UInt64? = nil
+    /// Replace the folder's scheduler (diffusers' `Cls.from_config(pipe.scheduler.config)`).
+    public var scheduler: SchedulerKind? = nil
+    /// CLIP skip: use the hidden state this many layers before the last (0 = last layer).
+    public var clipSkip: Int = 0
+
+    public init(prompts: [String], negativePrompts: [String]? = nil) {
+        self.prompts = prompts
+        self.negativePrompts = negativePrompts
+    }
+
+    public init(prompt: String, negativePrompt: String? = nil) {
+        self.init(prompts: [prompt], negativePrompts: negativePrompt.map { [$0] })
+    }
+}
+
+/// Progress of the denoising loop; return false from the callback to cancel.
+public struct StepProgress: Sendable {
+    public let step: Int
+    public let totalSteps: Int
+    public let timestep: Float
+    public let seconds: Double
+}
+
+/// A diffusers `StableDiffusionPipeline` folder, loaded: tokenizer, text encoder, UNet, VAE and scheduler config.
+public final class StableDiffusionPipeline {
+    public let directory: String
+    public let policy: ComputePolicy
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    public let unetConfig: UNetConfig
+    public let vaeConfig: VAEConfig
+    public let schedulerConfig: SchedulerConfig
+    /// The scheduler the folder names, used when a request does not choose one.
+    public let defaultScheduler: SchedulerKind
+    var logger: Logger
+
+    /// Components a Stable Diffusion 1.x/2.x folder must have, with the classes we implement.
+    static let requiredComponents: [(name: String, classes: [String])] = [
+        ("tokenizer", ["CLIPTokenizer", "CLIPTokenizerFast"]),
+        ("text_encoder", ["CLIPTextModel"]),
+        ("unet", ["UNet2DConditionModel"]),
+        ("vae", ["AutoencoderKL"]),
+        ("scheduler", SchedulerKind.allCases.map(\.diffusersClassName)),
+    ]
+
+    /// Loads a pipeline folder. `variant` picks `*.<variant>.safetensors` weight files (e.g. "fp16"); without it the
+    /// plain files are used, falling back to a variant when that is all the folder has.
+    public init(directory: String, policy: ComputePolicy = ComputePolicy(), variant: String? = nil,
+                logger: Logger = Logger(label: "lean-diffusion")) throws {
+        self.directory = directory
+        self.policy = policy
+        self.logger = logger
+        guard FileManager.default.fileExists(atPath: directory + "/.") else {
+            throw PipelineError.missingFolder(directory)
+        }
+        let indexPath = directory + "/model_index.json"
+        guard let indexData = FileManager.default.contents(atPath: indexPath) else {
+            throw PipelineError.missingFile(indexPath)
+        }
+        let index = try Self.parseIndex(indexData, path: indexPath)
+        for (name, classes) in Self.requiredComponents {
+            guard let cls = index[name] else { throw PipelineError.missingComponent(name: name, folder: directory) }
+            guard classes.contains(cls) else {
+                throw PipelineError.unsupportedComponent(name: name, className: cls, file: indexPath)
+            }
+            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
+                throw PipelineError.missingComponent(name: name, folder: directory)
+            }
+        }
+
+        tokenizer = try CLIPTokenizer(directory: directory + "/tokenizer")
+
+        let schedulerPath = directory + "/scheduler/scheduler_config.json"
+        guard let schedulerData = FileManager.default.contents(atPath: schedulerPath) else {
+            throw PipelineError.missingFile(schedulerPath)
+        }
+        var sc = try SchedulerConfig.load(from: schedulerData)
+        // StableDiffusionPipeline.__init__ repairs two legacy settings before anything runs.
+        if let offset = sc.stepsOffset, offset != 1 { sc.stepsOffset = 1 }
+        if sc.clipSample == true { sc.clipSample = false }
+        schedulerConfig = sc
+        defaultScheduler = SchedulerKind(diffusersClassName: index["scheduler"]!)!
+
+        let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
+        unetConfig = try UNetConfig.load(from: directory + "/unet")
+        vaeConfig = try VAEConfig.load(from: directory + "/vae")
+        let clock = ContinuousClock()
+        let start = clock.now
+        textEncoder = try CLIPTextModel(config: textConfig, weights: try Self.weights(directory + "/text_encoder", variant, policy),
+                                        policy: policy)
+        unet = try UNet2DConditionModel(config: unetConfig, weights: try Self.weights(directory + "/unet", variant, policy),
+                                        policy: policy)
+        vae = try AutoencoderKL(config: vaeConfig, weights: try Self.weights(directory + "/vae", variant, policy), policy: policy)
+        logger.info("loaded \(directory) in \(clock.now - start) (\(policy.dtype), \(policy.layout))")
+    }
+
+    /// model_index.json: `"component": ["library", "Class"]` entries; the pipeline class must be Stable Diffusion's.
+    static func parseIndex(_ data: Data, path: String) throws -> [String: String] {
+        guard let object = try? JSONDecoder().decode([String: IndexEntry].self, from: data) else {
+            throw PipelineError.invalidConfig(file: path, field: "(top level)", reason: "not a model_index.json object")
+        }
+        if case .string(let cls)? = object["_class_name"], cls != "StableDiffusionPipeline" {
+            throw PipelineError.unsupportedPipeline(cls, file: path)
+        }
+        var out: [String: String] = [:]
+        for (key, entry) in object {
+            if case .component(_, let cls?) = entry { out[key] = cls }
+        }
+        return out
+    }
+
+    enum IndexEntry: Decodable {
+        case string(String)
+        case component(String?, String?)
+        case other
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .string(s); return }
+            if let pair = try? c.decode([String?].self), pair.count == 2 { self = .component(pair[0], pair[1]); return }
+            self = .other
+        }
+    }
+
+    /// The weight files of one component, honouring diffusers' variant naming.
+    static func weights(_ dir: String, _ variant: String?, _ policy: ComputePolicy) throws -> WeightLoader {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        let safetensors = names.filter { $0.hasSuffix(".safetensors") }.sorted()
+        let plain = safetensors.filter { $0.split(separator: ".").count == 2 }
+        let chosen: [String]
+        if let variant {
+            chosen = safetensors.filter { $0.hasSuffix(".\(variant).safetensors") }
+        } else if !plain.isEmpty {
+            chosen = plain
+        } else {
+            chosen = Array(safetensors.prefix(1))
+        }
+        guard !chosen.isEmpty else {
+            throw PipelineError.missingFile(dir + "/" + (variant.map { "*.\($0).safetensors" } ?? "*.safetensors"))
+        }
+        return try WeightLoader(paths: chosen.map { dir + "/" + $0 }, dtype: policy.dtype)
+    }
+
+    /// The default size: UNet sample_size times the VAE's downsampling factor (64 x 8 = 512 for SD 1.5).
+    public var defaultSize: Int { unetConfig.sampleSize * vaeScaleFactor }
+    public var vaeScaleFactor: Int { 1 << (vaeConfig.blockOutChannels.count - 1) }
+
+    /// Text embeddings for the prompts (and the negative prompts first, when guidance is on), repeated per image.
+    func encode(_ request: GenerationRequest, guidance: Bool) -> Tensor {
+        let n = request.imagesPerPrompt
+        func embed(_ texts: [String]) -> Tensor {
+            let ids = texts.map { tokenizer.encodePadded($0) }
+            let h = textEncoder(ids, clipSkip: request.clipSkip).converted(to: .f32)
+            // repeat(1, n, 1).view(B * n, 77, D): each prompt's embedding n times in a row.
+            if n == 1 { return h }
+            let rows = (0..<texts.count).flatMap { i in Array(repeating: h.slice(batch: i..<(i + 1)), count: n) }
+            return Ops.concat(rows, axis: 0)
+        }
+        let cond = embed(request.prompts)
+        guard guidance else { return cond }
+        let negatives = request.negativePrompts ?? Array(repeating: "", count: request.prompts.count)
+        return Ops.concat([embed(negatives), cond], axis: 0)
+    }
+
+    /// Runs the whole pipeline: text encoding, the denoising loop and the VAE decode.
+    /// `progress` is called after every step; returning false cancels with `PipelineError.cancelled`.
+    public func generate(_ request: GenerationRequest,
+                         progress: ((StepProgress) -> Bool)? = nil) throws -> [RGBImage] {
+        let width = request.width ?? defaultSize, height = request.height ?? defaultSize
+        let factor = vaeScaleFactor
+        guard width > 0, height > 0, width % factor == 0, height % factor == 0 else {
+            throw PipelineError.invalidArgument("width and height must be positive multiples of \(factor) (got \(width)x\(height))")
+        }
+        guard request.steps > 0 else { throw PipelineError.invalidArgument("steps must be at least 1 (got \(request.steps))") }
+        guard !request.prompts.isEmpty else { throw PipelineError.invalidArgument("at least one prompt is needed") }
+        guard request.imagesPerPrompt > 0 else { throw PipelineError.invalidArgument("images per prompt must be at least 1") }
+        if let neg = request.negativePrompts, neg.count != request.prompts.count {
+            throw PipelineError.invalidArgument("\(neg.count) negative prompts for \(request.prompts.count) prompts")
+        }
+        guard request.clipSkip >= 0 else { throw PipelineError.invalidArgument("clip skip must not be negative") }
+
+        let guidance = request.guidanceScale > 1
+        let batch = request.prompts.count * request.imagesPerPrompt
+        let clock = ContinuousClock()
+
+        let embeddings = encode(request, guidance: guidance).converted(to: policy.dtype)
+
+        var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
+        let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        var generator = TorchGenerator(seed: seed)
+        let latentShape = [batch, unetConfig.inChannels, height / factor, width / factor]
+        let count = latentShape.reduce(1, *)
+        var latents = generator.randn(count: count).map { $0 * scheduler.initNoiseSigma }
+        logger.debug("seed \(seed), \(scheduler.timesteps.count) UNet calls, latents \(latentShape)")
+
+        for i in 0..<scheduler.timesteps.count {
+            let stepStart = clock.now
+            let scaled = scheduler.scaleModelInput(latents, stepIndex: i)
+            var input = Tensor(scaled, shape: latentShape)
+            if guidance { input = Ops.concat([input, input], axis: 0) }
+            let t = scheduler.timestepValues[i]
+            let out = unet(input.converted(to: policy.dtype).withLayout(policy.layout), timestep: t,
+                           encoderHiddenStates: embeddings)
+            var noise = out.converted(to: .f32).toFloats()
+            if guidance {
+                // uncond + g * (text - uncond), in f32 as diffusers computes it.
+                let g = request.guidanceScale
+                var mixed = [Float](repeating: 0, count: count)
+                for j in 0..<count {
+                    let u = noise[j], c = noise[count + j]
+                    mixed[j] = u + g * (c - u)
+                }
+                noise = mixed
+            }
+            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            let elapsed = clock.now - stepStart
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
+                throw PipelineError.cancelled
+            }
+        }
+
+        return decode(latents, shape: latentShape)
+    }
+
+    /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item.
+    public func decode(_ latents: [Float], shape: [Int]) -> [RGBImage] {
+        let scale = vaeConfig.scalingFactor
+        let z = Tensor(latents.map { $0 / scale }, shape: shape).converted(to: policy.dtype).withLayout(policy.layout)
+        let decoded = vae.decode(z).converted(to: .f32).withLayout(.nchw)
+        let (b, h, w) = (decoded.shape[0], decoded.shape[2], decoded.shape[3])
+        let p = decoded.floatPointer()
+        return (0..<b).map { RGBImage(decoded: p + $0 * 3 * h * w, width: w, height: h) }
+    }
+}
