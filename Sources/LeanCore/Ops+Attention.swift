@@ -66,36 +66,60 @@ extension Ops {
 
     static let flashBlock = 64
 
-    /// Bytes of workspace one thread of the flash kernel holds for head dimension `d`.
-    public static func flashWorkspaceBytes(headDim d: Int) -> Int {
+    /// Query blocks one flash task handles; the head's K and V are converted once per task.
+    static let flashBlocksPerTask = 16
+
+    /// Bytes of workspace one thread of the flash kernel holds: the head's Kᵀ and V in f32 (linear in the key
+    /// count, converted once per task rather than once per tile), Q, O and S tiles, and per-row softmax state.
+    public static func flashWorkspaceBytes(headDim d: Int, keys nk: Int) -> Int {
         let dp = (d + 15) / 16 * 16
-        return (4 * flashBlock * dp + flashBlock * flashBlock + dp) * 4
+        let nkp = (nk + flashBlock - 1) / flashBlock * flashBlock
+        return (2 * nkp * dp + 2 * flashBlock * dp + flashBlock * flashBlock + 3 * flashBlock + dp) * 4
     }
 
     /// Memory-efficient attention: per (batch, head, 64-query block), stream 64-key tiles of K and V through an
-    /// online softmax. Workspace per thread is a few tiles (tens of KB), whatever the sequence length.
+    /// online softmax. The score matrix never exists beyond one 64 x 64 tile; workspace per thread is linear in the
+    /// key count (the head's K and V in f32, 1.5 MB at 4096 keys and head dim 40).
+    ///
+    /// The inner products run on 4-row x 32-key register tiles (eight accumulators), so each K load feeds four
+    /// FMAs; P·V runs on 4-row x 16-channel tiles, so each V load feeds four FMAs.
     static func flashAttention(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool) -> Tensor {
         let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
         let nk = k.shape[1], d = c / heads
         let dp = (d + 15) / 16 * 16
         let blk = flashBlock
         let qBlocks = (nq + blk - 1) / blk
+        let chunks = (qBlocks + flashBlocksPerTask - 1) / flashBlocksPerTask
+        let nkp = (nk + blk - 1) / blk * blk
         let out = Tensor(shape: q.shape, dtype: q.dtype)
         let scale = 1 / Float(d).squareRoot()
         let (qdt, kdt, vdt) = (q.dtype, k.dtype, v.dtype)
         let (qraw, kraw, vraw, oraw) = (q.raw, k.raw, v.raw, out.raw)
-        parallelFor(b * heads * qBlocks) { range in
-            // One tracked workspace per thread: Q, Kᵀ, V, S and O tiles plus a row buffer.
-            let workspace = Storage(byteCount: flashWorkspaceBytes(headDim: d))
+        parallelFor(b * heads * chunks) { range in
+            let workspace = Storage(byteCount: flashWorkspaceBytes(headDim: d, keys: nk))
             let base = workspace.raw.assumingMemoryBound(to: Float.self)
-            let qt = base, kt = base + blk * dp, vt = base + 2 * blk * dp   // kt holds Kᵀ: (dp, blk)
-            let ot = base + 3 * blk * dp, st = base + 4 * blk * dp, row = st + blk * blk
-            var mrow = [Float](repeating: 0, count: blk), lrow = mrow
+            let ktAll = base, vtAll = base + nkp * dp          // Kᵀ: (dp, nkp); V: (nkp, dp)
+            let qt = vtAll + nkp * dp, ot = qt + blk * dp, st = ot + blk * dp
+            let mrow = st + blk * blk, lrow = mrow + blk, corr = lrow + blk, row = corr + blk
+            var loadedHead = -1
             for task in range {
-                let qb = task % qBlocks, bh = task / qBlocks
+                let chunk = task % chunks, bh = task / chunks
                 let bi = bh / heads, h = bh % heads
+                if loadedHead != bh {
+                    // This head's keys (transposed) and values in f32, zero-padded to whole tiles.
+                    ktAll.initialize(repeating: 0, count: nkp * dp)
+                    vtAll.initialize(repeating: 0, count: nkp * dp)
+                    for j in 0..<nk {
+                        Convert.toFloat(kraw + ((bi * nk + j) * c + h * d) * kdt.byteSize, kdt, row, d)
+                        for t in 0..<d { ktAll[t * nkp + j] = row[t] }
+                        Convert.toFloat(vraw + ((bi * nk + j) * c + h * d) * vdt.byteSize, vdt, vtAll + j * dp, d)
+                    }
+                    loadedHead = bh
+                }
+              for qb in (chunk * flashBlocksPerTask)..<min(qBlocks, (chunk + 1) * flashBlocksPerTask) {
                 let q0 = qb * blk, qn = min(blk, nq - q0)
-                // Load the scaled query tile, zero-padded to dp.
+                let rows = (qn + 3) & ~3
+                // The scaled query tile, zero-padded to (rows, dp).
                 qt.initialize(repeating: 0, count: blk * dp)
                 for i in 0..<qn {
                     Convert.toFloat(qraw + ((bi * nq + q0 + i) * c + h * d) * qdt.byteSize, qdt, qt + i * dp, d)
@@ -107,55 +131,92 @@ extension Ops {
                 var k0 = 0
                 while k0 < kEnd {
                     let kn = min(blk, kEnd - k0)
-                    // Kᵀ tile and V tile, zero-padded.
-                    kt.initialize(repeating: 0, count: dp * blk)
-                    vt.initialize(repeating: 0, count: blk * dp)
-                    for j in 0..<kn {
-                        Convert.toFloat(kraw + ((bi * nk + k0 + j) * c + h * d) * kdt.byteSize, kdt, row, d)
-                        for t in 0..<d { kt[t * blk + j] = row[t] }
-                        Convert.toFloat(vraw + ((bi * nk + k0 + j) * c + h * d) * vdt.byteSize, vdt, vt + j * dp, d)
-                    }
-                    for i in 0..<qn {
-                        // S row = q_i · Kᵀ over 64 keys in four vectors.
-                        var a0 = FloatV(repeating: 0), a1 = a0, a2 = a0, a3 = a0
-                        let qi = qt + i * dp
-                        for t in 0..<d {
-                            let qv = FloatV(repeating: qi[t])
-                            let kr = UnsafeRawPointer(kt + t * blk)
-                            a0 = a0.addingProduct(qv, kr.load(as: FloatV.self))
-                            a1 = a1.addingProduct(qv, kr.load(fromByteOffset: 64, as: FloatV.self))
-                            a2 = a2.addingProduct(qv, kr.load(fromByteOffset: 128, as: FloatV.self))
-                            a3 = a3.addingProduct(qv, kr.load(fromByteOffset: 192, as: FloatV.self))
-                        }
-                        let s = st + i * blk
-                        UnsafeMutableRawPointer(s).storeBytes(of: a0, as: FloatV.self)
-                        UnsafeMutableRawPointer(s).storeBytes(of: a1, toByteOffset: 64, as: FloatV.self)
-                        UnsafeMutableRawPointer(s).storeBytes(of: a2, toByteOffset: 128, as: FloatV.self)
-                        UnsafeMutableRawPointer(s).storeBytes(of: a3, toByteOffset: 192, as: FloatV.self)
-                        let validEnd = causal ? min(kn, q0 + i - k0 + 1) : kn
-                        for j in max(0, validEnd)..<blk { s[j] = -.infinity }
-                        var mx = mrow[i]
-                        for j in 0..<validEnd { mx = max(mx, s[j]) }
-                        if mx == -.infinity { continue }
-                        let correction = mrow[i] == -.infinity ? 0 : vexp(FloatV(repeating: mrow[i] - mx))[0]
-                        var sum: Float = 0
-                        for g in 0..<4 {
-                            let sv = UnsafeRawPointer(s).load(fromByteOffset: g * 64, as: FloatV.self)
-                            let e = vexp(sv - mx).replacing(with: 0, where: sv .== -.infinity)
-                            UnsafeMutableRawPointer(s).storeBytes(of: e, toByteOffset: g * 64, as: FloatV.self)
-                            sum += e.sum()
-                        }
-                        lrow[i] = lrow[i] * correction + sum
-                        mrow[i] = mx
-                        let o = UnsafeMutableRawPointer(ot + i * dp)
-                        for g in 0..<(dp / 16) {
-                            var acc = o.load(fromByteOffset: g * 64, as: FloatV.self) * correction
-                            for j in 0..<validEnd {
-                                acc = acc.addingProduct(FloatV(repeating: s[j]),
-                                                        UnsafeRawPointer(vt + j * dp).load(fromByteOffset: g * 64, as: FloatV.self))
+                    let kt = ktAll + k0, vt = vtAll + k0 * dp
+                    // S = Q Kᵀ on 4 x 32 register tiles.
+                    let kVecs = (kn + 15) / 16
+                    var i0 = 0
+                    while i0 < rows {
+                        var j0 = 0
+                        while j0 < kVecs * 16 {
+                            var a00 = FloatV(), a01 = FloatV(), a10 = FloatV(), a11 = FloatV()
+                            var a20 = FloatV(), a21 = FloatV(), a30 = FloatV(), a31 = FloatV()
+                            let q0p = qt + i0 * dp, q1p = q0p + dp, q2p = q1p + dp, q3p = q2p + dp
+                            for t in 0..<d {
+                                let kr = UnsafeRawPointer(kt + t * nkp + j0)
+                                let k0v = kr.load(as: FloatV.self), k1v = kr.load(fromByteOffset: 64, as: FloatV.self)
+                                let x0 = FloatV(repeating: q0p[t]), x1 = FloatV(repeating: q1p[t])
+                                let x2 = FloatV(repeating: q2p[t]), x3 = FloatV(repeating: q3p[t])
+                                a00 = a00.addingProduct(x0, k0v); a01 = a01.addingProduct(x0, k1v)
+                                a10 = a10.addingProduct(x1, k0v); a11 = a11.addingProduct(x1, k1v)
+                                a20 = a20.addingProduct(x2, k0v); a21 = a21.addingProduct(x2, k1v)
+                                a30 = a30.addingProduct(x3, k0v); a31 = a31.addingProduct(x3, k1v)
                             }
-                            o.storeBytes(of: acc, toByteOffset: g * 64, as: FloatV.self)
+                            let sp = UnsafeMutableRawPointer(st + i0 * blk + j0)
+                            sp.storeBytes(of: a00, as: FloatV.self); sp.storeBytes(of: a01, toByteOffset: 64, as: FloatV.self)
+                            sp.storeBytes(of: a10, toByteOffset: blk * 4, as: FloatV.self)
+                            sp.storeBytes(of: a11, toByteOffset: blk * 4 + 64, as: FloatV.self)
+                            sp.storeBytes(of: a20, toByteOffset: blk * 8, as: FloatV.self)
+                            sp.storeBytes(of: a21, toByteOffset: blk * 8 + 64, as: FloatV.self)
+                            sp.storeBytes(of: a30, toByteOffset: blk * 12, as: FloatV.self)
+                            sp.storeBytes(of: a31, toByteOffset: blk * 12 + 64, as: FloatV.self)
+                            j0 += 32
                         }
+                        i0 += 4
+                    }
+                    // Online softmax per row: mask, running max, exponentials, running sum, O rescale factor.
+                    for i in 0..<rows {
+                        let validEnd = causal ? min(kn, q0 + i - k0 + 1) : kn
+                        let s = UnsafeMutableRawPointer(st + i * blk)
+                        if validEnd <= 0 {
+                            for g in 0..<4 { s.storeBytes(of: FloatV(), toByteOffset: g * 64, as: FloatV.self) }
+                            corr[i] = 1
+                            continue
+                        }
+                        if validEnd < blk {
+                            for j in validEnd..<blk { st[i * blk + j] = -.infinity }
+                        }
+                        var mv = FloatV(repeating: -.infinity)
+                        for g in 0..<4 { mv = vmax(mv, s.load(fromByteOffset: g * 64, as: FloatV.self)) }
+                        var mx = mrow[i]
+                        for lane in 0..<16 where mv[lane] > mx { mx = mv[lane] }
+                        let c = mrow[i] == -.infinity ? 0 : vexp(FloatV(repeating: mrow[i] - mx))[0]
+                        var sum = FloatV()
+                        for g in 0..<4 {
+                            // Masked scores are -inf, and vexp(-inf) is exactly 0.
+                            let e = vexp(s.load(fromByteOffset: g * 64, as: FloatV.self) - mx)
+                            s.storeBytes(of: e, toByteOffset: g * 64, as: FloatV.self)
+                            sum += e
+                        }
+                        var total: Float = 0
+                        for lane in 0..<16 { total += sum[lane] }
+                        lrow[i] = lrow[i] * c + total
+                        mrow[i] = mx
+                        corr[i] = c
+                    }
+                    // O = O * corr + P V on 4 x 16 register tiles.
+                    i0 = 0
+                    while i0 < rows {
+                        let c0 = corr[i0], c1 = corr[i0 + 1], c2 = corr[i0 + 2], c3 = corr[i0 + 3]
+                        let p0 = st + i0 * blk, p1 = p0 + blk, p2 = p1 + blk, p3 = p2 + blk
+                        for g in 0..<(dp / 16) {
+                            let o = UnsafeMutableRawPointer(ot + i0 * dp + g * 16)
+                            var o0 = o.load(as: FloatV.self) * c0
+                            var o1 = o.load(fromByteOffset: dp * 4, as: FloatV.self) * c1
+                            var o2 = o.load(fromByteOffset: dp * 8, as: FloatV.self) * c2
+                            var o3 = o.load(fromByteOffset: dp * 12, as: FloatV.self) * c3
+                            for j in 0..<kn {
+                                let vv = UnsafeRawPointer(vt + j * dp + g * 16).load(as: FloatV.self)
+                                o0 = o0.addingProduct(FloatV(repeating: p0[j]), vv)
+                                o1 = o1.addingProduct(FloatV(repeating: p1[j]), vv)
+                                o2 = o2.addingProduct(FloatV(repeating: p2[j]), vv)
+                                o3 = o3.addingProduct(FloatV(repeating: p3[j]), vv)
+                            }
+                            o.storeBytes(of: o0, as: FloatV.self)
+                            o.storeBytes(of: o1, toByteOffset: dp * 4, as: FloatV.self)
+                            o.storeBytes(of: o2, toByteOffset: dp * 8, as: FloatV.self)
+                            o.storeBytes(of: o3, toByteOffset: dp * 12, as: FloatV.self)
+                        }
+                        i0 += 4
                     }
                     k0 += blk
                 }
@@ -164,6 +225,7 @@ extension Ops {
                     for t in 0..<d { row[t] = ot[i * dp + t] * inv }
                     Convert.fromFloat(row, oraw + ((bi * nq + q0 + i) * c + h * d) * qdt.byteSize, qdt, d)
                 }
+              }
             }
             withExtendedLifetime(workspace) {}
         }

@@ -171,7 +171,7 @@ extension Ops {
             let m = min(16, d - i)
             var v = FloatV(repeating: -.infinity)
             for j in 0..<m { v[j] = buf[i + j] }
-            let e = vexp(v - mx).replacing(with: 0, where: v .== -.infinity)
+            let e = vexp(v - mx)   // masked (-inf) scores give exactly 0
             for j in 0..<m { buf[i + j] = e[j]; sum += e[j] }
             i += 16
         }

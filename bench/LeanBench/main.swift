@@ -39,6 +39,9 @@ func emit(_ op: String, _ config: String, seconds: Double, flops: Double, peakBy
 
 let args = CommandLine.arguments
 let reps = args.count > 1 ? Int(args[1]) ?? 5 : 5
+/// Optional filter: only configurations whose "op config" contains this text.
+let filter = args.count > 2 ? args[2] : ""
+func selected(_ op: String, _ config: String) -> Bool { filter.isEmpty || "\(op) \(config)".contains(filter) }
 
 // 3x3 convolution 320 -> 320 on 64x64, batch 2 (the UNet's first-level convolution).
 do {
@@ -48,6 +51,7 @@ do {
     let flops = 2.0 * 2 * 320 * 64 * 64 * 320 * 9
     for dtype in [DType.f32, .bf16] {
         for layout in [Layout.nhwc, .nchw] {
+            guard selected("conv3x3_320", "\(dtype) \(layout)") else { continue }
             let x = x32.converted(to: dtype).withLayout(layout), w = w32.converted(to: dtype)
             let t = time(reps) { _ = Ops.conv2d(x, weight: w, bias: b32, padding: Padding2D(1)) }
             emit("conv3x3_320", "\(dtype) \(layout)", seconds: t, flops: flops)
@@ -65,6 +69,7 @@ do {
     for dtype in [DType.f32, .bf16] {
         let (q, k, v) = (q32.converted(to: dtype), k32.converted(to: dtype), v32.converted(to: dtype))
         for (name, kernel) in [("flash", AttentionKernel.flash), ("standard", .standard)] {
+            guard selected("attention_4096", "\(dtype) \(name)") else { continue }
             _ = Ops.attention(q: q, k: k, v: v, heads: h, kernel: kernel)
             MemoryTracker.shared.resetPeak(.cpu)
             let base = MemoryTracker.shared.current(.cpu)
