@@ -2,7 +2,8 @@
 public enum AttentionKernel: Sendable, Hashable {
     /// Materialises the (B, H, Nq, Nk) score matrix, as diffusers' `AttnProcessor`.
     case standard
-    /// The standard kernel over `headsPerSlice` heads at a time, as `enable_attention_slicing`.
+    /// The standard kernel over `headsPerSlice` heads at a time, as `enable_attention_slicing`: 1 is diffusers'
+    /// "max", 0 is its "auto" (half of each layer's heads), any other value that many heads.
     case sliced(headsPerSlice: Int)
     /// Tiles keys and values with an online softmax; never holds more than a tile of scores.
     case flash
@@ -19,7 +20,8 @@ extension Ops {
         switch kernel {
         case .flash: return flashAttention(q: q, k: k, v: v, heads: heads, causal: causal)
         case .standard: return standardAttention(q: q, k: k, v: v, heads: heads, causal: causal, headRange: 0..<heads, into: nil)
-        case .sliced(let per):
+        case .sliced(let requested):
+            let per = requested > 0 ? requested : max(1, heads / 2)
             let out = Tensor(shape: q.shape, dtype: computeType(q.dtype))
             var h = 0
             while h < heads {

@@ -123,8 +123,11 @@ struct Generate: ParsableCommand {
     @Option(help: "Activation layout: nchw | nhwc (channels-last, faster here).")
     var layout: Layout = .nhwc
 
-    @Option(help: "Attention: standard | sliced | flash.")
+    @Option(help: "Attention: standard | sliced | flash (memory-efficient, the default).")
     var attention: String = "flash"
+
+    @Option(help: "With --attention sliced, heads per slice: auto (half of each layer's heads), max (one) or a number.")
+    var attentionSlice: String = "auto"
 
     @Option(help: "Weight file variant to load, e.g. fp16 for *.fp16.safetensors.")
     var variant: String?
@@ -144,7 +147,9 @@ struct Generate: ParsableCommand {
         if steps < 1 { throw ValidationError("--steps must be at least 1 (got \(steps))") }
         if count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
         guard parsedDType != nil else { throw ValidationError("--dtype must be fp32, fp16 or bf16 (got \(dtype))") }
-        guard parsedAttention != nil else { throw ValidationError("--attention must be standard, sliced or flash") }
+        guard parsedAttention != nil else {
+            throw ValidationError("--attention must be standard, sliced or flash; --attention-slice auto, max or a positive number")
+        }
     }
 
     var parsedDType: DType? {
@@ -160,7 +165,12 @@ struct Generate: ParsableCommand {
         switch attention.lowercased() {
         case "standard": return .standard
         case "flash": return .flash
-        case "sliced": return .sliced(headsPerSlice: 1)
+        case "sliced":
+            switch attentionSlice.lowercased() {
+            case "auto": return .sliced(headsPerSlice: 0)
+            case "max": return .sliced(headsPerSlice: 1)
+            default: return Int(attentionSlice).flatMap { $0 > 0 ? .sliced(headsPerSlice: $0) : nil }
+            }
         default: return nil
         }
     }

@@ -178,7 +178,7 @@ final class OpParityTests: XCTestCase {
             let c = try load(name)
             let heads = try c.meta("heads", Int.self), causal = try c.meta("causal", Bool.self)
             for dtype in dtypes {
-                for kernel in [AttentionKernel.standard, .flash, .sliced(headsPerSlice: 1)] {
+                for kernel in [AttentionKernel.standard, .flash, .sliced(headsPerSlice: 1), .sliced(headsPerSlice: 0)] {
                     let y = Ops.attention(q: try c.tensor("q", dtype), k: try c.tensor("k", dtype), v: try c.tensor("v", dtype),
                                           heads: heads, causal: causal, kernel: kernel)
                     XCTAssertEqual(y.dtype, dtype)
