@@ -135,6 +135,15 @@ struct Generate: ParsableCommand {
     @Option(help: "Use the text encoder's hidden state this many layers before the last.")
     var clipSkip: Int = 0
 
+    @Flag(help: "Decode the VAE one image at a time.")
+    var vaeSlicing = false
+
+    @Flag(help: "Decode the VAE in overlapping blended tiles above the tile size (diffusers' VAE tiling).")
+    var vaeTiling = false
+
+    @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default 512).")
+    var vaeTileSize: Int?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -149,6 +158,10 @@ struct Generate: ParsableCommand {
         guard parsedDType != nil else { throw ValidationError("--dtype must be fp32, fp16 or bf16 (got \(dtype))") }
         guard parsedAttention != nil else {
             throw ValidationError("--attention must be standard, sliced or flash; --attention-slice auto, max or a positive number")
+        }
+        if let t = vaeTileSize {
+            guard vaeTiling else { throw ValidationError("--vae-tile-size needs --vae-tiling") }
+            if t <= 0 || t % 8 != 0 { throw ValidationError("--vae-tile-size must be a positive multiple of 8 (got \(t))") }
         }
     }
 
@@ -187,6 +200,7 @@ struct Generate: ParsableCommand {
         // Errors propagate to ArgumentParser, which prints "Error: <description>" and exits with status 1.
         pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
                                                variant: variant, logger: logger)
+        pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
         request.steps = steps
         request.guidanceScale = guidance

@@ -54,6 +54,8 @@ public final class StableDiffusionPipeline {
     public let schedulerConfig: SchedulerConfig
     /// The scheduler the folder names, used when a request does not choose one.
     public let defaultScheduler: SchedulerKind
+    /// VAE slicing and tiling for `decode` (off by default, as in diffusers).
+    public var vaeOptions = VAEOptions()
     var logger: Logger
 
     /// Components a Stable Diffusion 1.x/2.x folder must have, with the classes we implement.
@@ -249,7 +251,7 @@ public final class StableDiffusionPipeline {
     public func decode(_ latents: [Float], shape: [Int]) -> [RGBImage] {
         let scale = vaeConfig.scalingFactor
         let z = Tensor(latents.map { $0 / scale }, shape: shape).converted(to: policy.dtype).withLayout(policy.layout)
-        let decoded = vae.decode(z).converted(to: .f32).withLayout(.nchw)
+        let decoded = vae.decode(z, options: vaeOptions).converted(to: .f32).withLayout(.nchw)
         let (b, h, w) = (decoded.shape[0], decoded.shape[2], decoded.shape[3])
         let p = decoded.floatPointer()
         return (0..<b).map { RGBImage(decoded: p + $0 * 3 * h * w, width: w, height: h) }
