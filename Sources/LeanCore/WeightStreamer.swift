@@ -9,9 +9,10 @@ import Synchronization
 /// background thread loads the next weights in recorded order (cyclically within the group, since a UNet repeats
 /// its pass every step) while the current op computes, as far as the budget allows.
 ///
-/// The weights touched by the last few uses are never evicted (a kernel may hold their pointers), nor are weights
-/// prefetched but not used yet, so the budget is soft by at most those; it must be at least a few of the largest
-/// weights (plus their packed copies) for prefetch to overlap anything.
+/// The weights of the last two uses are never evicted (a kernel may hold their pointers), nor are loads in flight,
+/// so the budget is soft by at most those (and by the packed copy an op makes after its weight was counted); it
+/// should be a few of the largest weights (plus their packed copies) for prefetch to overlap anything. Prefetched
+/// weights not used yet are evicted last.
 public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     public struct Stats: Sendable, Equatable {
         /// Bytes of managed weights in memory (plain plus packed/converted copies), now and at the highest point.
@@ -26,9 +27,9 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     public let budgetBytes: Int
     /// How many weights ahead the prefetcher may load.
     public let lookahead: Int
-    /// Uses are protected from eviction for this many distinct weights (an op reads a weight, its packed copy and
-    /// bias; the pointer it got must stay valid until it runs).
-    let protectedRecent = 3
+    /// The last this-many distinct weights used are protected from eviction: the op running holds their pointers
+    /// (an op reads at most two streamed weights, e.g. CLIP's token and position embeddings; biases stay resident).
+    let protectedRecent = 2
 
     struct Entry {
         let storage: Storage
@@ -42,6 +43,9 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
         var order: [[ObjectIdentifier]] = []
+        /// A group's order is complete once its first weight is used again (the next UNet step, the second
+        /// text encoding); until then "what comes next" is unknown and nothing is prefetched.
+        var recorded: [Bool] = []
         var position: [ObjectIdentifier: Int] = [:]
         var recent: [ObjectIdentifier] = []
         var tick: UInt64 = 0
@@ -60,7 +64,7 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     /// Takes `storages` (evictable) under management as group `group`: evicts them and observes their uses.
     public func manage(_ storages: [Storage], group: Int) {
         state.withLock { s in
-            while s.order.count <= group { s.order.append([]) }
+            while s.order.count <= group { s.order.append([]); s.recorded.append(false) }
             for st in storages where st.isEvictable {
                 s.entries[ObjectIdentifier(st)] = Entry(storage: st, group: group)
             }
@@ -118,6 +122,8 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
             if s.position[id] == nil {
                 s.position[id] = s.order[e.group].count
                 s.order[e.group].append(id)
+            } else if s.position[id] == 0 {
+                s.recorded[e.group] = true
             }
             if s.recent.last != id {
                 s.recent.removeAll { $0 == id }
@@ -126,11 +132,12 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
             }
             var bytes = residentBytes(s)
             s.stats.peakResidentBytes = max(s.stats.peakResidentBytes, bytes)
-            // Evict the weights used furthest back until the budget holds.
+            // Evict the weights used furthest back until the budget holds; prefetched weights not used yet go
+            // last (they will be needed soonest).
             if bytes > budgetBytes {
                 let candidates = s.entries.filter { key, v in
-                    v.resident && !v.inFlight && !v.prefetchedUnused && !s.recent.contains(key)
-                }.sorted { $0.value.lastUse < $1.value.lastUse }
+                    v.resident && !v.inFlight && !s.recent.contains(key)
+                }.sorted { ($0.value.prefetchedUnused ? 1 : 0, $0.value.lastUse) < ($1.value.prefetchedUnused ? 1 : 0, $1.value.lastUse) }
                 for (key, v) in candidates {
                     if bytes <= budgetBytes { break }
                     bytes -= v.storage.residentBytes
@@ -141,7 +148,7 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
             }
             // Prefetch what the recorded order says comes next, as far as the budget allows.
             let order = s.order[e.group]
-            if let p = s.position[id], order.count > 1 {
+            if s.recorded[e.group], let p = s.position[id], order.count > 1 {
                 var planned = bytes - victims.reduce(0) { $0 + $1.residentBytes }
                 for k in 1...min(lookahead, order.count - 1) {
                     let nid = order[(p + k) % order.count]

@@ -74,10 +74,11 @@ struct PhaseClock {
         let result = try body()
         let elapsed = clock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let rss = Self.currentRSS()
         phases.append(PhaseReport(name: name, seconds: seconds,
                                   peakTrackedBytes: Self.tracked { MemoryTracker.shared.peak($0) },
                                   endTrackedBytes: Self.tracked { MemoryTracker.shared.current($0) },
-                                  peakRSSBytes: Self.peakRSS(), endRSSBytes: Self.currentRSS()))
+                                  peakRSSBytes: max(Self.peakRSS(), rss), endRSSBytes: rss))
         return result
     }
 
