@@ -129,6 +129,17 @@ enum DNNL {
 
 /// Internal side tables on storage (packed weight copies), released with it.
 extension Storage {
-    func attachment(_ key: String) -> AnyObject? { attachments.withLock { $0[key] } }
-    func attach(_ key: String, _ value: AnyObject) { attachments.withLock { $0[key] = value } }
+    /// A derived copy, if present. On an evictable storage a lookup counts as a use (the kernel is about to read
+    /// the derived copy instead of `raw`), so a streaming policy does not evict it mid-op.
+    func attachment(_ key: String) -> AnyObject? {
+        let found = attachments.withLock { $0[key] }
+        if found != nil, let observer { observer.touched(self) }
+        return found
+    }
+
+    /// Attaches a derived copy; with `releasesPlainWhenDerived` the plain bytes are then evicted (read back on demand).
+    func attach(_ key: String, _ value: AnyObject) {
+        attachments.withLock { $0[key] = value }
+        if releasesPlainWhenDerived { evict(keepingDerived: true) }
+    }
 }

@@ -80,6 +80,7 @@ struct Tokenize: ParsableCommand {
 extension SchedulerKind: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {}
 extension Layout: ExpressibleByArgument {}
+extension OffloadMode: ExpressibleByArgument {}
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate images from a prompt.")
@@ -144,6 +145,15 @@ struct Generate: ParsableCommand {
     @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default 512).")
     var vaeTileSize: Int?
 
+    @Option(help: "Where weights live: none (all resident) | model (one component at a time) | sequential (streamed).")
+    var offload: OffloadMode = .none
+
+    @Option(help: "Sequential offload: resident weight budget in MiB (default: three times the largest weight).")
+    var offloadBudget: Double?
+
+    @Option(help: "Write a JSON report (per phase: seconds, tracked peak bytes, RSS) to this file.")
+    var report: String?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -199,7 +209,9 @@ struct Generate: ParsableCommand {
         let pipeline: StableDiffusionPipeline
         // Errors propagate to ArgumentParser, which prints "Error: <description>" and exits with status 1.
         pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
-                                               variant: variant, logger: logger)
+                                               variant: variant, offload: offload,
+                                               streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
+                                               logger: logger)
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
         request.steps = steps
@@ -218,6 +230,10 @@ struct Generate: ParsableCommand {
             return true
         }
         bar.finish()
+        if let runReport = pipeline.lastReport {
+            if let report { try runReport.jsonData().write(to: URL(fileURLWithPath: report)) }
+            if verbose { FileHandleOutput.stderr(runReport.table() + "\n") }
+        }
         let paths = Self.outputPaths(output, count: images.count)
         for (image, path) in zip(images, paths) {
             try image.writePNG(to: path)

@@ -5,6 +5,7 @@ import Foundation
 #endif
 import LeanCore
 import SafeTensors
+import Synchronization
 
 /// Errors raised while reading a component's config or weights. Every case names the file and key involved.
 public enum ModelLoadError: Error, CustomStringConvertible {
@@ -30,19 +31,50 @@ public enum ModelLoadError: Error, CustomStringConvertible {
     }
 }
 
+/// The weights a loader handed out as evictable storages, in load order: what an offload policy manages.
+public final class WeightRegistry: @unchecked Sendable {
+    public struct Weight: Sendable {
+        public let key: String
+        public let shape: [Int]
+        public let storage: Storage
+    }
+    private let list = Mutex<[Weight]>([])
+    public init() {}
+    public var weights: [Weight] { list.withLock { $0 } }
+    public var storages: [Storage] { weights.map(\.storage) }
+    /// Bytes of all weights (plain, in the compute type), resident or not.
+    public var totalBytes: Int { weights.reduce(0) { $0 + $1.storage.byteCount } }
+    /// Bytes in memory now, packed and converted copies included.
+    public var residentBytes: Int { weights.reduce(0) { $0 + $1.storage.residentBytes } }
+    func add(_ w: Weight) { list.withLock { $0.append(w) } }
+
+    /// Loads every weight (resident mode, or bringing a component back).
+    public func loadAll() { for w in weights { w.storage.load() } }
+    /// Evicts every weight and its derived copies; returns the bytes freed.
+    @discardableResult
+    public func evictAll() -> Int { weights.reduce(0) { $0 + $1.storage.evict() } }
+}
+
 /// Reads named weights from one or more safetensors files, scoped by a key prefix, so that every block's
 /// initializer receives a loader for its own subtree and asks for names exactly as the checkpoint spells them.
+///
+/// With a `registry`, weights are evictable storages whose source reads the tensor again from its file (`pread`
+/// into owned memory, so the file mapping's pages never become resident) and converts it; they start evicted and
+/// load on first use, and the registry lists them for an offload policy. Without one, weights are plain storages.
 public struct WeightLoader: @unchecked Sendable {
     public let files: [SafeTensorsFile]
     /// The current scope, "" or ending in ".".
     public let prefix: String
     /// The type weights are converted to (unless a call asks for another).
     public var dtype: DType
+    /// Where evictable weights are listed; nil for plain, always-resident weights.
+    public var registry: WeightRegistry?
 
-    public init(files: [SafeTensorsFile], prefix: String = "", dtype: DType = .f32) {
+    public init(files: [SafeTensorsFile], prefix: String = "", dtype: DType = .f32, registry: WeightRegistry? = nil) {
         self.files = files
         self.prefix = prefix
         self.dtype = dtype
+        self.registry = registry
     }
 
     public init(paths: [String], dtype: DType = .f32) throws {
@@ -71,12 +103,17 @@ public struct WeightLoader: @unchecked Sendable {
 
     /// A loader for the subtree `prefix.`.
     public func scoped(_ prefix: String) -> WeightLoader {
-        WeightLoader(files: files, prefix: self.prefix + prefix + ".", dtype: dtype)
+        WeightLoader(files: files, prefix: self.prefix + prefix + ".", dtype: dtype, registry: registry)
     }
 
     /// The same scope, converting weights to `dtype`.
     public func converting(to dtype: DType) -> WeightLoader {
-        WeightLoader(files: files, prefix: prefix, dtype: dtype)
+        WeightLoader(files: files, prefix: prefix, dtype: dtype, registry: registry)
+    }
+
+    /// The same scope, handing out evictable weights listed in `registry`.
+    public func registering(in registry: WeightRegistry?) -> WeightLoader {
+        WeightLoader(files: files, prefix: prefix, dtype: dtype, registry: registry)
     }
 
     private func locate(_ key: String) -> (SafeTensorsFile, TensorInfo)? {
@@ -126,9 +163,40 @@ public struct WeightLoader: @unchecked Sendable {
             }
             return Tensor(try file.floats(key), shape: shape).converted(to: dtype)
         }
+        if let registry {
+            let storage = Storage(byteCount: shape.reduce(1, *) * dtype.byteSize,
+                                  source: Self.source(file: file, key: key, count: shape.reduce(1, *), from: src, to: dtype))
+            registry.add(WeightRegistry.Weight(key: key, shape: shape, storage: storage))
+            return Tensor(storage: storage, shape: shape, dtype: dtype)
+        }
         let bytes = try file.bytes(key)
         let t = Tensor(shape: shape, dtype: src)
         if bytes.count > 0 { t.raw.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
         return t.converted(to: dtype)
+    }
+
+    /// Refills a weight's bytes: `pread` from the file, converted from the stored type in chunks when they differ.
+    static func source(file: SafeTensorsFile, key: String, count: Int, from src: DType,
+                       to dst: DType) -> @Sendable (UnsafeMutableRawPointer) throws -> Void {
+        return { out in
+            if src == dst {
+                try file.copy(key, into: UnsafeMutableRawBufferPointer(start: out, count: count * dst.byteSize))
+                return
+            }
+            let staging = UnsafeMutableRawPointer.allocate(byteCount: max(count * src.byteSize, 1), alignment: 64)
+            defer { staging.deallocate() }
+            try file.copy(key, into: UnsafeMutableRawBufferPointer(start: staging, count: count * src.byteSize))
+            let chunk = 4096
+            var buf = [Float](repeating: 0, count: chunk)
+            buf.withUnsafeMutableBufferPointer { b in
+                var lo = 0
+                while lo < count {
+                    let m = min(chunk, count - lo)
+                    Convert.toFloat(staging + lo * src.byteSize, src, b.baseAddress!, m)
+                    Convert.fromFloat(b.baseAddress!, out + lo * dst.byteSize, dst, m)
+                    lo += m
+                }
+            }
+        }
     }
 }

@@ -57,6 +57,15 @@ public final class StableDiffusionPipeline {
     /// VAE slicing and tiling for `decode` (off by default, as in diffusers).
     public var vaeOptions = VAEOptions()
     var logger: Logger
+    /// Where the weights live between and during runs.
+    public var offload: OffloadMode { offloadController.mode }
+    let offloadController: OffloadController
+    /// The init's weight loading, reported as the first phase of every run.
+    let loadPhase: PhaseReport
+    /// What the last `generate` call did, phase by phase.
+    public private(set) var lastReport: RunReport?
+    /// Sequential offload's streamer (nil in the other modes).
+    public var weightStreamer: WeightStreamer? { offloadController.streamer }
 
     /// Components a Stable Diffusion 1.x/2.x folder must have, with the classes we implement.
     static let requiredComponents: [(name: String, classes: [String])] = [
@@ -68,12 +77,17 @@ public final class StableDiffusionPipeline {
     ]
 
     /// Loads a pipeline folder. `variant` picks `*.<variant>.safetensors` weight files (e.g. "fp16"); without it the
-    /// plain files are used, falling back to a variant when that is all the folder has.
+    /// plain files are used, falling back to a variant when that is all the folder has. `offload` chooses where
+    /// weights live (see `OffloadMode`); `streamingBudgetBytes` bounds resident weight bytes under sequential
+    /// offload (default: three times the largest weight).
     public init(directory: String, policy: ComputePolicy = ComputePolicy(), variant: String? = nil,
+                offload: OffloadMode = .none, streamingBudgetBytes: Int? = nil,
                 logger: Logger = Logger(label: "lean-diffusion")) throws {
         self.directory = directory
         self.policy = policy
         self.logger = logger
+        let offloadController = OffloadController(mode: offload, budgetBytes: streamingBudgetBytes)
+        self.offloadController = offloadController
         guard FileManager.default.fileExists(atPath: directory + "/.") else {
             throw PipelineError.missingFolder(directory)
         }
@@ -108,14 +122,22 @@ public final class StableDiffusionPipeline {
         let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
         unetConfig = try UNetConfig.load(from: directory + "/unet")
         vaeConfig = try VAEConfig.load(from: directory + "/vae")
-        let clock = ContinuousClock()
-        let start = clock.now
-        textEncoder = try CLIPTextModel(config: textConfig, weights: try Self.weights(directory + "/text_encoder", variant, policy),
-                                        policy: policy)
-        unet = try UNet2DConditionModel(config: unetConfig, weights: try Self.weights(directory + "/unet", variant, policy),
-                                        policy: policy)
-        vae = try AutoencoderKL(config: vaeConfig, weights: try Self.weights(directory + "/vae", variant, policy), policy: policy)
-        logger.info("loaded \(directory) in \(clock.now - start) (\(policy.dtype), \(policy.layout))")
+        let (unetConfig, vaeConfig) = (self.unetConfig, self.vaeConfig)
+        var phases: [PhaseReport] = []
+        let models = try PhaseClock().measure("load", into: &phases) {
+            () throws -> (CLIPTextModel, UNet2DConditionModel, AutoencoderKL) in
+            func weights(_ name: String, _ c: OffloadController.Component) throws -> WeightLoader {
+                try Self.weights(directory + "/" + name, variant, policy).registering(in: offloadController.registry(c))
+            }
+            let models = (try CLIPTextModel(config: textConfig, weights: try weights("text_encoder", .textEncoder), policy: policy),
+                          try UNet2DConditionModel(config: unetConfig, weights: try weights("unet", .unet), policy: policy),
+                          try AutoencoderKL(config: vaeConfig, weights: try weights("vae", .vae), policy: policy))
+            offloadController.prepare()
+            return models
+        }
+        (textEncoder, unet, vae) = models
+        loadPhase = phases[0]
+        logger.info("loaded \(directory) in \(loadPhase.seconds) s (\(policy.dtype), \(policy.layout), offload \(offload))")
     }
 
     /// model_index.json: `"component": ["library", "Class"]` entries; the pipeline class must be Stable Diffusion's.
@@ -206,8 +228,14 @@ public final class StableDiffusionPipeline {
         let guidance = request.guidanceScale > 1
         let batch = request.prompts.count * request.imagesPerPrompt
         let clock = ContinuousClock()
+        let phaseClock = PhaseClock()
+        var phases = [loadPhase]
+        defer { offloadController.runEnded() }
 
-        let embeddings = encode(request, guidance: guidance).converted(to: policy.dtype)
+        let embeddings = phaseClock.measure("text encoding", into: &phases) {
+            defer { offloadController.finished(.textEncoder) }
+            return encode(request, guidance: guidance).converted(to: policy.dtype)
+        }
 
         var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
         let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
@@ -218,33 +246,50 @@ public final class StableDiffusionPipeline {
         logger.debug("seed \(seed), \(scheduler.timesteps.count) UNet calls, latents \(latentShape)")
 
         for i in 0..<scheduler.timesteps.count {
-            let stepStart = clock.now
-            let scaled = scheduler.scaleModelInput(latents, stepIndex: i)
-            var input = Tensor(scaled, shape: latentShape)
-            if guidance { input = Ops.concat([input, input], axis: 0) }
-            let t = scheduler.timestepValues[i]
-            let out = unet(input.converted(to: policy.dtype).withLayout(policy.layout), timestep: t,
-                           encoderHiddenStates: embeddings)
-            var noise = out.converted(to: .f32).toFloats()
-            if guidance {
-                // uncond + g * (text - uncond), in f32 as diffusers computes it.
-                let g = request.guidanceScale
-                var mixed = [Float](repeating: 0, count: count)
-                for j in 0..<count {
-                    let u = noise[j], c = noise[count + j]
-                    mixed[j] = u + g * (c - u)
+            try phaseClock.measure("step \(i + 1)", into: &phases) {
+                if i == 0 { weightStreamer?.resetPeak() }
+                let stepStart = clock.now
+                let scaled = scheduler.scaleModelInput(latents, stepIndex: i)
+                var input = Tensor(scaled, shape: latentShape)
+                if guidance { input = Ops.concat([input, input], axis: 0) }
+                let t = scheduler.timestepValues[i]
+                let out = unet(input.converted(to: policy.dtype).withLayout(policy.layout), timestep: t,
+                               encoderHiddenStates: embeddings)
+                var noise = out.converted(to: .f32).toFloats()
+                if guidance {
+                    // uncond + g * (text - uncond), in f32 as diffusers computes it.
+                    let g = request.guidanceScale
+                    var mixed = [Float](repeating: 0, count: count)
+                    for j in 0..<count {
+                        let u = noise[j], c = noise[count + j]
+                        mixed[j] = u + g * (c - u)
+                    }
+                    noise = mixed
                 }
-                noise = mixed
-            }
-            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
-            let elapsed = clock.now - stepStart
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-            if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
-                throw PipelineError.cancelled
+                latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+                let elapsed = clock.now - stepStart
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
+                    throw PipelineError.cancelled
+                }
             }
         }
+        let streamedPeak = weightStreamer?.stats.peakResidentBytes
+        offloadController.finished(.unet)
 
-        return decode(latents, shape: latentShape)
+        let images = phaseClock.measure("decode", into: &phases) {
+            defer { offloadController.finished(.vae) }
+            return decode(latents, shape: latentShape)
+        }
+        let stats = weightStreamer?.stats
+        lastReport = RunReport(offload: offload.rawValue, dtype: "\(policy.dtype)", width: width, height: height,
+                               steps: scheduler.timesteps.count, phases: phases,
+                               weightBytes: ["text_encoder": offloadController.registry(.textEncoder).totalBytes,
+                                             "unet": offloadController.registry(.unet).totalBytes,
+                                             "vae": offloadController.registry(.vae).totalBytes],
+                               streamedPeakResidentBytes: streamedPeak, demandLoads: stats?.demandLoads,
+                               prefetchLoads: stats?.prefetchLoads)
+        return images
     }
 
     /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item.
