@@ -21,6 +21,10 @@ public enum Threads {
 @inline(__always)
 public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
     let threads = min(Threads.count, max(1, count / max(1, minChunk)))
+    // Allocations inside a parallel region happen in no fixed order; an execution plan must not record them.
+    let planning = ExecutionPlan.current?.isPlanningThread ?? false
+    if planning { ExecutionPlan.parallelDepth += 1 }
+    defer { if planning { ExecutionPlan.parallelDepth -= 1 } }
     if threads <= 1 || count <= 1 {
         if count > 0 { body(0..<count) }
         return

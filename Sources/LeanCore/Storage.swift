@@ -31,14 +31,27 @@ public final class Storage: @unchecked Sendable {
         precondition(device == .cpu, "only CPU storage is allocated here; device backends allocate their own")
         self.byteCount = byteCount
         self.device = device
+        residency = nil
+        onRelease = nil
+        // Under an execution plan, activations of a replayed call come from the plan's arena (already tracked).
+        let planned = ExecutionPlan.current?.allocation(byteCount)
+        planSlot = planned.map { (ExecutionPlan.current!, $0.slot) }
+        if let arenaPointer = planned?.pointer {
+            fixed = arenaPointer
+            owned = false
+            tracked = false
+            if zeroed { memset(arenaPointer, 0, byteCount) }
+            return
+        }
         let p = Storage.allocate(byteCount)
         if zeroed { memset(p, 0, byteCount) }
         fixed = p
         owned = true
-        onRelease = nil
-        residency = nil
         MemoryTracker.shared.allocated(byteCount, on: device)
     }
+
+    /// The execution plan that recorded or placed this storage, and its slot there.
+    private var planSlot: (ExecutionPlan, Int)? = nil
 
     /// An evictable storage that starts out evicted: `source` fills `byteCount` bytes whenever they are needed
     /// (first access, or access after `evict()`). The source must produce the same bytes every time; it runs on
@@ -74,6 +87,7 @@ public final class Storage: @unchecked Sendable {
     let attachments = Mutex<[String: AnyObject]>([:])
 
     deinit {
+        if let (plan, slot) = planSlot { plan.released(slot: slot) }
         if owned, let fixed { free(fixed) }
         if tracked { MemoryTracker.shared.freed(byteCount, on: device) }
         residency?.dropBytes(byteCount, device: device)

@@ -154,6 +154,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Write a JSON report (per phase: seconds, tracked peak bytes, RSS) to this file.")
     var report: String?
 
+    @Flag(help: "Run every UNet step freshly allocated instead of replaying the planned (traced) step.")
+    var noPlan = false
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -212,6 +215,7 @@ struct Generate: ParsableCommand {
                                                variant: variant, offload: offload,
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
                                                logger: logger)
+        pipeline.planUNet = !noPlan
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
         request.steps = steps

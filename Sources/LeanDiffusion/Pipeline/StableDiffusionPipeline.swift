@@ -187,6 +187,21 @@ public final class StableDiffusionPipeline {
         return try WeightLoader(paths: chosen.map { dir + "/" + $0 }, dtype: policy.dtype)
     }
 
+    /// Whether UNet calls run under an `ExecutionPlan` (the guide's traced UNet): after a warm-up and a recorded
+    /// step, activations come from one arena laid out by liveness. Off under sequential offload, where weight
+    /// copies come and go during a step.
+    public var planUNet = true
+    /// One plan per UNet input shape.
+    public private(set) var unetPlans: [[Int]: ExecutionPlan] = [:]
+
+    func unetPlan(for shape: [Int]) -> ExecutionPlan? {
+        guard planUNet, offload != .sequential else { return nil }
+        if let plan = unetPlans[shape] { return plan }
+        let plan = ExecutionPlan()
+        unetPlans[shape] = plan
+        return plan
+    }
+
     /// The default size: UNet sample_size times the VAE's downsampling factor (64 x 8 = 512 for SD 1.5).
     public var defaultSize: Int { unetConfig.sampleSize * vaeScaleFactor }
     public var vaeScaleFactor: Int { 1 << (vaeConfig.blockOutChannels.count - 1) }
@@ -253,8 +268,9 @@ public final class StableDiffusionPipeline {
                 var input = Tensor(scaled, shape: latentShape)
                 if guidance { input = Ops.concat([input, input], axis: 0) }
                 let t = scheduler.timestepValues[i]
-                let out = unet(input.converted(to: policy.dtype).withLayout(policy.layout), timestep: t,
-                               encoderHiddenStates: embeddings)
+                let x = input.converted(to: policy.dtype).withLayout(policy.layout)
+                let forward = { self.unet(x, timestep: t, encoderHiddenStates: embeddings) }
+                let out = unetPlan(for: x.shape)?.run(forward) ?? forward()
                 var noise = out.converted(to: .f32).toFloats()
                 if guidance {
                     // uncond + g * (text - uncond), in f32 as diffusers computes it.
