@@ -1,4 +1,7 @@
 import Dispatch
+#if os(Linux)
+import CDNNL
+#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -17,7 +20,7 @@ public enum Threads {
 }
 
 /// Runs `body` over `0..<count` split into contiguous chunks, one per thread. Small jobs stay on the caller's thread:
-/// a dispatch costs microseconds, which matters for the many small ops of a tiny model.
+/// a fork costs microseconds, which matters for the many small ops of a tiny model.
 @inline(__always)
 public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
     let threads = min(Threads.count, max(1, count / max(1, minChunk)))
@@ -29,12 +32,38 @@ public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) ->
         if count > 0 { body(0..<count) }
         return
     }
-    let chunk = (count + threads - 1) / threads
     withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            let lo = t * chunk
-            let hi = min(count, lo + chunk)
-            if lo < hi { body(lo..<hi) }
+        ParallelJob(count: count, body: body).run(threads: threads)
+    }
+}
+
+/// One fork-join: each thread of the team takes its contiguous share of `0..<count`.
+final class ParallelJob {
+    let count: Int
+    let body: (Range<Int>) -> Void
+
+    init(count: Int, body: @escaping (Range<Int>) -> Void) {
+        self.count = count
+        self.body = body
+    }
+
+    func share(thread t: Int, of n: Int) {
+        let chunk = (count + n - 1) / n
+        let lo = t * chunk, hi = min(count, lo + chunk)
+        if lo < hi { body(lo..<hi) }
+    }
+
+    func run(threads: Int) {
+        #if os(Linux)
+        // The team may be smaller than asked (a nested call runs on one thread); split by its real size.
+        withExtendedLifetime(self) {
+            GOMP_parallel({ context in
+                let job = Unmanaged<ParallelJob>.fromOpaque(context!).takeUnretainedValue()
+                job.share(thread: Int(omp_get_thread_num()), of: Int(omp_get_num_threads()))
+            }, Unmanaged.passUnretained(self).toOpaque(), UInt32(threads), 0)
         }
+        #else
+        DispatchQueue.concurrentPerform(iterations: threads) { t in share(thread: t, of: threads) }
+        #endif
     }
 }
