@@ -170,6 +170,8 @@ def held_out_prompts(n=20, seed=1234):
     without = [c for c in combos if c[4] is None]
     picked = [with_pos[i] for i in rng.permutation(len(with_pos))[: (n + 1) // 2]]
     picked += [without[i] for i in rng.permutation(len(without))[: n - len(picked)]]
+    rest = [c for c in with_pos if c not in picked]  # too few position-free ones: more with a position
+    picked += [rest[i] for i in rng.permutation(len(rest))[: n - len(picked)]]
     return [dict(prompt=caption(*c), count=c[0], colour=c[1], shape=c[2], background=c[3], position=c[4])
             for c in picked]
 

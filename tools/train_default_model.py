@@ -98,7 +98,7 @@ def tokenize(tokenizer, captions):
     return tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
 
 
-def save_pipeline(out, tokenizer, text_encoder, vae, unet, max_mb):
+def save_pipeline(out, text_encoder, vae, unet, max_mb):
     """Writes the pipeline folder atomically: OUT.tmp, then rename."""
     from diffusers import PNDMScheduler
 
@@ -110,10 +110,8 @@ def save_pipeline(out, tokenizer, text_encoder, vae, unet, max_mb):
     os.makedirs(tmp)
     for name, model in (("text_encoder", text_encoder), ("vae", vae), ("unet", unet)):
         copy.deepcopy(model).to(dtype).save_pretrained(os.path.join(tmp, name), safe_serialization=True)
-    tokenizer.save_pretrained(os.path.join(tmp, "tokenizer"))
-    for f in os.listdir(os.path.join(tmp, "tokenizer")):  # keep the four classic files only
-        if f not in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
-            os.remove(os.path.join(tmp, "tokenizer", f))
+    # the classic CLIP files the Swift loader and diffusers both read (transformers 5 would write tokenizer.json)
+    shutil.copytree(TOKENIZER_DIR, os.path.join(tmp, "tokenizer"))
     PNDMScheduler.from_config(SCHEDULER_CONFIG).save_pretrained(os.path.join(tmp, "scheduler"))
     with open(os.path.join(tmp, "scheduler", "scheduler_config.json"), "w") as f:
         json.dump(SCHEDULER_CONFIG, f, indent=2)
@@ -259,7 +257,7 @@ def main():
     empty_ids = tokenize(tokenizer, [""])
 
     def checkpoint(reason):
-        dtype, total = save_pipeline(out, tokenizer, ema.shadow[0], vae, ema.shadow[1], args.max_mb)
+        dtype, total = save_pipeline(out, ema.shadow[0], vae, ema.shadow[1], args.max_mb)
         torch.save({"text_encoder": text_encoder.state_dict(), "vae": vae.state_dict(), "unet": unet.state_dict(),
                     "ema_text_encoder": ema.shadow[0].state_dict(), "ema_unet": ema.shadow[1].state_dict(),
                     "opt": opt.state_dict(), "scaling_factor": sf, "data_index": data_index,
