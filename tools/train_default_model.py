@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Trains the embedded default model (Models/tiny-sd): a tiny Stable Diffusion 1.x pipeline of the real architecture
+(CLIPTextModel, UNet2DConditionModel, AutoencoderKL, PNDMScheduler with SD1.5 betas, the real CLIP tokenizer) on the
+synthetic captioned shapes of tools/shapes_dataset.py, so that `lean-diffusion generate --prompt "a red circle on a
+blue background"` draws that.
+
+  phase 1 (--vae-fraction of the budget): the VAE alone, L1 + MSE reconstruction + a small KL; then the latent
+           scaling_factor is set from data as SD does (1 / std of the latents).
+  phase 2: text encoder + UNet jointly, DDPM epsilon loss, 10% empty captions (classifier-free guidance), AdamW,
+           EMA weights (what is saved).
+
+Every --checkpoint-minutes (and at the end, or on Ctrl-C) the pipeline folder --out is rewritten atomically
+(save_pretrained(safe_serialization=True), tokenizer files, model_index.json, scheduler_config.json), so a run
+stopped at any time leaves a usable pipeline. Weights are saved fp32 when the folder stays <= --max-mb, else fp16.
+A full training state (fp32, optimizer) goes to --state for --resume.
+
+    python3 tools/train_default_model.py --minutes 5 --threads 1 --out /tmp/tiny-sd          # smoke test
+    python3 tools/train_default_model.py --minutes 240 --threads 2 --out Models/tiny-sd      # the real run
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shapes_dataset as shapes  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER_DIR = os.path.join(REPO, "Models", "clip-tokenizer")
+
+SCHEDULER_CONFIG = {  # the SD1.5 PNDM config (as runwayml/stable-diffusion-v1-5 ships it)
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.42.1",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+}
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def build_models(args):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text_config = CLIPTextConfig(
+        vocab_size=49408, hidden_size=args.text_hidden, intermediate_size=args.text_hidden * 4,
+        num_hidden_layers=args.text_layers, num_attention_heads=max(1, args.text_hidden // 32),
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=args.text_hidden,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    text_encoder = CLIPTextModel(text_config)
+
+    n_vae = int(round(math.log2(args.vae_down))) + 1
+    vae_channels = [int(c) for c in args.vae_channels.split(",")][:n_vae]
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=shapes.SIZE,
+        down_block_types=["DownEncoderBlock2D"] * n_vae, up_block_types=["UpDecoderBlock2D"] * n_vae,
+        block_out_channels=vae_channels, layers_per_block=1, norm_num_groups=16, scaling_factor=0.18215)
+
+    chans = [int(c) for c in args.unet_channels.split(",")]
+    unet = UNet2DConditionModel(
+        sample_size=shapes.SIZE // args.vae_down, in_channels=4, out_channels=4,
+        down_block_types=["CrossAttnDownBlock2D"] * len(chans),
+        up_block_types=["CrossAttnUpBlock2D"] * len(chans),
+        block_out_channels=chans, layers_per_block=args.unet_layers, cross_attention_dim=args.text_hidden,
+        attention_head_dim=8, norm_num_groups=32)
+    return text_encoder, vae, unet
+
+
+def nbytes(model, bytes_per=4):
+    return sum(p.numel() for p in model.parameters()) * bytes_per
+
+
+def to_tensor(images):  # uint8 [n,64,64,3] -> float [-1,1] [n,3,64,64]
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def tokenize(tokenizer, captions):
+    return tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+
+def save_pipeline(out, text_encoder, vae, unet, max_mb):
+    """Writes the pipeline folder atomically: OUT.tmp, then rename."""
+    from diffusers import PNDMScheduler
+
+    tok_bytes = sum(os.path.getsize(os.path.join(TOKENIZER_DIR, f)) for f in os.listdir(TOKENIZER_DIR))
+    fp32_total = nbytes(text_encoder) + nbytes(vae) + nbytes(unet) + tok_bytes
+    dtype = torch.float32 if fp32_total <= max_mb * 1e6 else torch.float16
+    tmp = out.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, model in (("text_encoder", text_encoder), ("vae", vae), ("unet", unet)):
+        copy.deepcopy(model).to(dtype).save_pretrained(os.path.join(tmp, name), safe_serialization=True)
+    # the classic CLIP files the Swift loader and diffusers both read (transformers 5 would write tokenizer.json)
+    shutil.copytree(TOKENIZER_DIR, os.path.join(tmp, "tokenizer"))
+    PNDMScheduler.from_config(SCHEDULER_CONFIG).save_pretrained(os.path.join(tmp, "scheduler"))
+    with open(os.path.join(tmp, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump(SCHEDULER_CONFIG, f, indent=2)
+    index = {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+        "safety_checker": [None, None], "scheduler": ["diffusers", "PNDMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    with open(os.path.join(tmp, "model_index.json"), "w") as f:
+        json.dump(index, f, indent=2)
+    if os.path.exists(out):
+        old = out.rstrip("/") + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    return dtype, total
+
+
+class EMA:
+    def __init__(self, models, decay):
+        self.decay = decay
+        self.shadow = [copy.deepcopy(m).eval().requires_grad_(False) for m in models]
+
+    @torch.no_grad()
+    def update(self, models, step):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, m in zip(self.shadow, models):
+            for ps, pm in zip(s.parameters(), m.parameters()):
+                ps.mul_(d).add_(pm.detach(), alpha=1 - d)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=5.0, help="wall-clock budget for both phases")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(REPO, "Models", "tiny-sd"))
+    ap.add_argument("--state", default=None, help="training state file (default: /tmp/<out name>-train-state.pt)")
+    ap.add_argument("--resume", action="store_true", help="continue from --state (skips the VAE phase if done)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-fraction", type=float, default=0.15, help="share of --minutes for the VAE phase")
+    ap.add_argument("--vae-max-minutes", type=float, default=30.0)
+    ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--uncond", type=float, default=0.1, help="share of empty captions")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--max-mb", type=float, default=20.0, help="save fp32 when the folder stays under this, else fp16")
+    ap.add_argument("--text-hidden", type=int, default=64)
+    ap.add_argument("--text-layers", type=int, default=3)
+    ap.add_argument("--unet-channels", default="64,128")
+    ap.add_argument("--unet-layers", type=int, default=1)
+    ap.add_argument("--vae-down", type=int, default=8, choices=[4, 8])
+    ap.add_argument("--vae-channels", default="16,32,64,64", help="VAE block_out_channels (norm groups 16)")
+    ap.add_argument("--vae-batch", type=int, default=32)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTokenizer
+
+    out = os.path.abspath(args.out)
+    state_path = args.state or f"/tmp/{os.path.basename(out.rstrip('/'))}-train-state.pt"
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    text_encoder, vae, unet = build_models(args)
+    for name, m in (("text_encoder", text_encoder), ("vae", vae), ("unet", unet)):
+        log(f"{name}: {sum(p.numel() for p in m.parameters()) / 1e6:.2f} M params, {nbytes(m) / 1e6:.1f} MB fp32")
+
+    start = time.time()
+    budget = args.minutes * 60
+    vae_budget = min(budget * args.vae_fraction, args.vae_max_minutes * 60)
+    data_index = 0  # samples are a pure function of (seed, index): every batch is new
+    vae_done, step = False, 0
+    state = None
+    if args.resume and os.path.exists(state_path):
+        state = torch.load(state_path, weights_only=False)
+        text_encoder.load_state_dict(state["text_encoder"])
+        vae.load_state_dict(state["vae"])
+        unet.load_state_dict(state["unet"])
+        vae.register_to_config(scaling_factor=state["scaling_factor"])
+        data_index, vae_done, step = state["data_index"], state["vae_done"], state["step"]
+        log(f"resumed from {state_path}: step {step}, data index {data_index}, vae done {vae_done}")
+
+    stop = {"now": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+
+    def next_batch(n):
+        nonlocal data_index
+        images, captions = shapes.batch(args.seed, data_index, n)
+        data_index += n
+        return to_tensor(images), captions
+
+    # ---- phase 1: VAE ----
+    if not vae_done:
+        opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+        vae.train()
+        vstep, t0 = 0, time.time()
+        while time.time() - start < vae_budget and not stop["now"]:
+            x, _ = next_batch(args.vae_batch)
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample
+            l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
+            kl = post.kl().mean()
+            loss = l1 + mse + args.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            vstep += 1
+            if vstep % args.log_every == 0 or vstep == 1:
+                log(f"vae step {vstep}: l1 {l1.item():.4f} mse {mse.item():.4f} kl {kl.item():.1f} "
+                    f"({(time.time() - t0) / vstep:.2f} s/step)")
+        vae.eval()
+        with torch.no_grad():
+            lat = torch.cat([vae.encode(next_batch(args.batch)[0]).latent_dist.sample() for _ in range(4)])
+            sf = float(1.0 / lat.flatten().std())
+        vae.register_to_config(scaling_factor=sf)
+        vae_done = True
+        log(f"vae done after {vstep} steps; latent std {1 / sf:.4f} -> scaling_factor {sf:.5f}")
+    vae.eval().requires_grad_(False)
+    sf = vae.config.scaling_factor
+
+    # ---- phase 2: text encoder + UNet ----
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                beta_schedule="scaled_linear", prediction_type="epsilon")
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    ema = EMA([text_encoder, unet], args.ema)
+    if state is not None and "opt" in state:
+        opt.load_state_dict(state["opt"])
+        for s, k in zip(ema.shadow, ("ema_text_encoder", "ema_unet")):
+            s.load_state_dict(state[k])
+    text_encoder.train()
+    unet.train()
+    empty_ids = tokenize(tokenizer, [""])
+
+    def checkpoint(reason):
+        dtype, total = save_pipeline(out, ema.shadow[0], vae, ema.shadow[1], args.max_mb)
+        torch.save({"text_encoder": text_encoder.state_dict(), "vae": vae.state_dict(), "unet": unet.state_dict(),
+                    "ema_text_encoder": ema.shadow[0].state_dict(), "ema_unet": ema.shadow[1].state_dict(),
+                    "opt": opt.state_dict(), "scaling_factor": sf, "data_index": data_index,
+                    "vae_done": vae_done, "step": step, "args": vars(args)}, state_path)
+        log(f"checkpoint ({reason}) step {step}: {out} ({str(dtype).replace('torch.', '')}, "
+            f"{total / 1e6:.2f} MB); state {state_path}")
+
+    last_ckpt, t0, first, running = time.time(), time.time(), step, []
+    while time.time() - start < budget and not stop["now"]:
+        x, captions = next_batch(args.batch)
+        ids = tokenize(tokenizer, captions)
+        drop = torch.rand(len(captions)) < args.uncond
+        ids[drop] = empty_ids
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample() * sf
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, 1000, (latents.shape[0],))
+        noisy = noise_sched.add_noise(latents, noise, t)
+        cond = text_encoder(ids)[0]
+        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        warm = min(1.0, (step + 1) / 200)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * warm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update([text_encoder, unet], step)
+        step += 1
+        running.append(loss.item())
+        if step % args.log_every == 0 or step == first + 1:
+            log(f"step {step}: loss {np.mean(running):.4f} (mean of {len(running)}) "
+                f"{(time.time() - t0) / (step - first):.2f} s/step, {(time.time() - start) / 60:.1f} min")
+            running = []
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            checkpoint("periodic")
+            last_ckpt = time.time()
+    checkpoint("interrupted" if stop["now"] else "end")
+
+
+if __name__ == "__main__":
+    main()
