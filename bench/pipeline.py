@@ -48,11 +48,15 @@ CONFIGS = {
     "bf16-sliced": ({"dtype": "bf16", "attention_slicing": True}, ["--dtype", "bf16", "--attention", "sliced"], []),
     "fp32-offload": (None, ["--dtype", "fp32", "--offload", "model"], ["--offload"]),
     "fp32-seqoffload": (None, ["--dtype", "fp32", "--offload", "sequential"], ["--offload"]),
+    "bf16-offload": (None, ["--dtype", "bf16", "--offload", "model"], ["--offload"]),
+    "bf16-seqoffload": (None, ["--dtype", "bf16", "--offload", "sequential", "--offload-budget", "160"], ["--offload"]),
+    "bf16-noplan": (None, ["--dtype", "bf16", "--no-plan"], ["--no-plan"]),
+    "bf16-nchw": ({"dtype": "bf16"}, ["--dtype", "bf16", "--layout", "nchw"], ["--layout"]),
     "bf16-vae-tiling": ({"dtype": "bf16", "vae_tiling": True}, ["--dtype", "bf16", "--vae-tiling"], ["--vae-tiling"]),
     "bf16-vae-slicing": ({"dtype": "bf16", "vae_slicing": True}, ["--dtype", "bf16", "--vae-slicing"],
                          ["--vae-slicing"]),
 }
-DEFAULT_CONFIGS = ["fp32", "bf16", "bf16-sliced", "fp32-offload", "fp32-seqoffload"]
+DEFAULT_CONFIGS = ["fp32", "bf16", "bf16-sliced", "bf16-offload", "bf16-seqoffload", "bf16-noplan", "bf16-vae-tiling"]
 
 
 # ------------------------------------------------------------------------------------------------------------------

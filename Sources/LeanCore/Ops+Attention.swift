@@ -18,7 +18,11 @@ extension Ops {
                      "attention shapes q \(q.shape), k \(k.shape), v \(v.shape)")
         precondition(q.shape[2] % heads == 0, "\(q.shape[2]) channels do not split into \(heads) heads")
         switch kernel {
-        case .flash: return flashAttention(q: q, k: k, v: v, heads: heads, causal: causal)
+        case .flash:
+            if q.shape[0] * heads * q.shape[1] * k.shape[1] >= flashGEMMThreshold {
+                return flashAttentionGEMM(q: q, k: k, v: v, heads: heads, causal: causal)
+            }
+            return flashAttention(q: q, k: k, v: v, heads: heads, causal: causal)
         case .standard: return standardAttention(q: q, k: k, v: v, heads: heads, causal: causal, headRange: 0..<heads, into: nil)
         case .sliced(let requested):
             let per = requested > 0 ? requested : max(1, heads / 2)
@@ -64,6 +68,121 @@ extension Ops {
             b: vc.raw + off, bType: ct, bStrides: [nk * c, d, c, 1],
             c: out.raw + off, cType: ct, cStrides: [nq * c, d, c, 1])
         return target != nil || out.dtype == q.dtype ? out : out.converted(to: q.dtype)
+    }
+
+    /// Score elements (batch x heads x queries x keys) from which flash attention runs its tiles through oneDNN
+    /// matmuls instead of the register kernel. Tests set it to 0 or `Int.max` to reach either path.
+    nonisolated(unsafe) public static var flashGEMMThreshold = 1 << 20
+
+    /// Bytes of score tile the GEMM flash kernel keeps (f32 scores plus, for half types, the probabilities).
+    public static let flashTileBudget = 8 << 20
+
+    /// Flash attention on oneDNN tiles: for a block of R queries (all batches and heads at once), stream key blocks
+    /// of up to 1024 through S = QKᵀ (a batched matmul), an online-softmax pass over S's rows that rescales the
+    /// running output, and O += P·V (a batched matmul accumulating into O). The score matrix never exists beyond one
+    /// R x 1024 tile per head (8 MB at most), whatever the sequence length; the arithmetic runs at matmul speed.
+    static func flashAttentionGEMM(q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool) -> Tensor {
+        let (b, nq, c) = (q.shape[0], q.shape[1], q.shape[2])
+        let nk = k.shape[1], d = c / heads, bh = b * heads
+        let ct = computeType(q.dtype)
+        let es = ct.byteSize
+        let (qc, kc, vc) = (asType(q, ct, cacheOnStorage: false), asType(k, ct, cacheOnStorage: false),
+                            asType(v, ct, cacheOnStorage: false))
+        let kbMax = min(nk, 1024)
+        let perRow = kbMax * (4 + (ct == .f32 ? 0 : es))
+        let rMax = max(16, min(256, (flashTileBudget / max(1, bh * perRow)) / 16 * 16))
+        let scores = Tensor(shape: [bh, rMax, kbMax], dtype: .f32)
+        let probs = ct == .f32 ? scores : Tensor(shape: [bh, rMax, kbMax], dtype: ct)
+        let acc = Tensor(shape: [bh, rMax, d], dtype: .f32)
+        let state = Tensor(shape: [2, bh * rMax], dtype: .f32)   // running max and sum per row
+        let out = Tensor(shape: q.shape, dtype: q.dtype)
+        let scale = 1 / Float(d).squareRoot()
+        let (sp, op, mp) = (scores.floatPointer(), acc.floatPointer(), state.floatPointer())
+        let lp = mp + bh * rMax
+        let pRaw = probs.raw
+        var q0 = 0
+        while q0 < nq {
+            let r = min(rMax, nq - q0)
+            acc.raw.initializeMemory(as: Float.self, repeating: 0, count: bh * rMax * d)
+            for i in 0..<(bh * rMax) { mp[i] = -.infinity; lp[i] = 0 }
+            let kEnd = causal ? min(nk, q0 + r) : nk
+            var k0 = 0
+            while k0 < kEnd {
+                let kb = min(kbMax, kEnd - k0)
+                bmm(batch: [b, heads], m: r, n: kb, k: d,
+                    a: qc.raw + q0 * c * es, aType: ct, aStrides: [nq * c, d, c, 1],
+                    b: kc.raw + k0 * c * es, bType: ct, bStrides: [nk * c, d, 1, c],
+                    c: sp, cType: .f32, cStrides: [heads * rMax * kbMax, rMax * kbMax, kbMax, 1], alpha: scale)
+                parallelFor(bh * r, minChunk: max(1, 2048 / kb)) { rows in
+                    for row in rows {
+                        let head = row / r, i = row % r
+                        let slot = head * rMax + i
+                        let s = sp + slot * kbMax
+                        let valid = causal ? min(kb, q0 + i - k0 + 1) : kb
+                        if valid < kb {
+                            for j in max(0, valid)..<kb { s[j] = -.infinity }
+                        }
+                        var mv = FloatV(repeating: -.infinity)
+                        var j = 0
+                        while j + 16 <= valid {
+                            mv = vmax(mv, UnsafeRawPointer(s + j).loadUnaligned(as: FloatV.self))
+                            j += 16
+                        }
+                        var mx = mp[slot]
+                        for lane in 0..<16 where mv[lane] > mx { mx = mv[lane] }
+                        while j < valid { mx = max(mx, s[j]); j += 1 }
+                        let corr: Float = mp[slot] == -.infinity ? 0 : sexp(mp[slot] - mx)
+                        // p = exp(s - max), in place (f32) or into the half-type P tile.
+                        var sum = FloatV()
+                        j = 0
+                        let base = mx == -.infinity ? 0 : mx
+                        while j < kb {
+                            let n = min(16, kb - j)
+                            var x = FloatV(repeating: -.infinity)
+                            if n == 16 { x = UnsafeRawPointer(s + j).loadUnaligned(as: FloatV.self) } else {
+                                for t in 0..<n { x[t] = s[j + t] }
+                            }
+                            let e = vexp(x - base)
+                            sum += e
+                            if n == 16 { UnsafeMutableRawPointer(s + j).storeBytes(of: e, as: FloatV.self) } else {
+                                for t in 0..<n { s[j + t] = e[t] }
+                            }
+                            j += 16
+                        }
+                        var total: Float = 0
+                        for lane in 0..<16 { total += sum[lane] }
+                        if ct != .f32 { Convert.fromFloat(s, pRaw + slot * kbMax * es, ct, kb) }
+                        lp[slot] = lp[slot] * corr + total
+                        mp[slot] = mx
+                        if corr != 1 {
+                            let o = op + slot * d
+                            for t in 0..<d { o[t] *= corr }
+                        }
+                    }
+                }
+                bmm(batch: [b, heads], m: r, n: d, k: kb,
+                    a: pRaw, aType: ct, aStrides: [heads * rMax * kbMax, rMax * kbMax, kbMax, 1],
+                    b: vc.raw + k0 * c * es, bType: ct, bStrides: [nk * c, d, c, 1],
+                    c: op, cType: .f32, cStrides: [heads * rMax * d, rMax * d, d, 1], accumulate: true)
+                k0 += kb
+            }
+            let oes = q.dtype.byteSize
+            parallelFor(bh * r, minChunk: 64) { rows in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: d)
+                defer { row.deallocate() }
+                for rr in rows {
+                    let head = rr / r, i = rr % r
+                    let slot = head * rMax + i
+                    let inv = lp[slot] > 0 ? 1 / lp[slot] : 0
+                    for t in 0..<d { row[t] = op[slot * d + t] * inv }
+                    let (bi, h) = (head / heads, head % heads)
+                    Convert.fromFloat(row, out.raw + ((bi * nq + q0 + i) * c + h * d) * oes, q.dtype, d)
+                }
+            }
+            q0 += r
+        }
+        withExtendedLifetime((scores, probs, acc, state)) {}
+        return out
     }
 
     static let flashBlock = 64

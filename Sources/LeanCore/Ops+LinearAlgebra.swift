@@ -113,8 +113,9 @@ extension Ops {
     static func bmm(batch: [Int], m: Int, n: Int, k: Int,
                     a: UnsafeMutableRawPointer, aType: DType, aStrides: [Int],
                     b: UnsafeMutableRawPointer, bType: DType, bStrides: [Int],
-                    c: UnsafeMutableRawPointer, cType: DType, cStrides: [Int], alpha: Float = 1) {
-        let key = "bmm:\(batch),\(m),\(n),\(k):\(aType)\(aStrides):\(bType)\(bStrides):\(cType)\(cStrides):\(alpha)"
+                    c: UnsafeMutableRawPointer, cType: DType, cStrides: [Int], alpha: Float = 1,
+                    accumulate: Bool = false) {
+        let key = "bmm:\(batch),\(m),\(n),\(k):\(aType)\(aStrides):\(bType)\(bStrides):\(cType)\(cStrides):\(alpha):\(accumulate)"
         var aMD = DNNL.md(batch + [m, k], aType, strides: aStrides)
         var bMD = DNNL.md(batch + [k, n], bType, strides: bStrides)
         var cMD = DNNL.md(batch + [m, n], cType, strides: cStrides)
@@ -126,6 +127,14 @@ extension Ops {
             if alpha != 1 {
                 var scale = alpha
                 DNNL.check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "scales")
+            }
+            if accumulate {
+                // C += A·B: the flash kernel's running output.
+                var ops: dnnl_post_ops_t?
+                DNNL.check(dnnl_post_ops_create(&ops), "post ops")
+                DNNL.check(dnnl_post_ops_append_sum(ops, 1), "sum post op")
+                DNNL.check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
+                dnnl_post_ops_destroy(ops)
             }
             var pd: dnnl_primitive_desc_t?
             DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attr, DNNL.context.engine, nil), "bmm pd")
