@@ -6,4 +6,7 @@
 void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned int flags);
 int omp_get_thread_num(void);
 int omp_get_num_threads(void);
+
+// mallopt, for the allocator policy of the CPU backend (Allocator.swift).
+#include <malloc.h>
 #endif

@@ -202,6 +202,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
+        AllocatorPolicy.returnLargeBlocksToSystem()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = verbose ? .debug : .warning
