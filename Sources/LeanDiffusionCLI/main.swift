@@ -202,7 +202,9 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        AllocatorPolicy.returnLargeBlocksToSystem()
+        // Memory-first modes also return freed activations to the system: 650 MB less RSS on SD1.5 bf16, but
+        // ~25% slower steps from the page faults, so the resident default keeps glibc's behaviour.
+        if offload != .none { AllocatorPolicy.returnLargeBlocksToSystem() }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = verbose ? .debug : .warning
