@@ -210,7 +210,11 @@ public final class AutoencoderKL {
     public func encode(_ image: Tensor) -> (mean: Tensor, logvar: Tensor) {
         var m = encoder(image)
         if let q = quantConv { m = q(m) }
-        let moments = m.converted(to: .f32).withLayout(.nchw)
+        return Self.splitMoments(m.converted(to: .f32).withLayout(.nchw))
+    }
+
+    /// `DiagonalGaussianDistribution`: mean, logvar = chunk(moments, 2, dim=1); logvar clamped to [-30, 20].
+    static func splitMoments(_ moments: Tensor) -> (mean: Tensor, logvar: Tensor) {
         let (b, c2, h, w) = (moments.shape[0], moments.shape[1], moments.shape[2], moments.shape[3])
         let c = c2 / 2, plane = c * h * w
         let mean = Tensor(shape: [b, c, h, w]), logvar = Tensor(shape: [b, c, h, w])

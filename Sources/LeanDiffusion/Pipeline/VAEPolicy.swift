@@ -84,19 +84,6 @@ extension AutoencoderKL {
         return Self.splitMoments(moments)
     }
 
-    /// `DiagonalGaussianDistribution`: mean, logvar = chunk(moments, 2, dim=1); logvar clamped to [-30, 20].
-    static func splitMoments(_ moments: Tensor) -> (mean: Tensor, logvar: Tensor) {
-        let (b, c2, h, w) = (moments.shape[0], moments.shape[1], moments.shape[2], moments.shape[3])
-        let c = c2 / 2, plane = c * h * w
-        let mean = Tensor(shape: [b, c, h, w]), logvar = Tensor(shape: [b, c, h, w])
-        let src = moments.floatPointer(), mp = mean.floatPointer(), lp = logvar.floatPointer()
-        for i in 0..<b {
-            (mp + i * plane).update(from: src + i * 2 * plane, count: plane)
-            for j in 0..<plane { lp[i * plane + j] = min(max(src[i * 2 * plane + plane + j], -30), 20) }
-        }
-        return (mean, logvar)
-    }
-
     /// The loop shared by `tiled_decode` and `_tiled_encode`. `x` is f32 NCHW; tiles `x[:, :, i:i+tile, j:j+tile]`
     /// for i, j in range(0, H/W, stride) go through `run` (→ f32 NCHW). Tile (i, j) then gets `blend_v` with tile
     /// (i−1, j) and `blend_h` with tile (i, j−1), both already blended themselves (diffusers blends in place, in
