@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .executable(name: "lean-diffusion", targets: ["LeanDiffusionCLI"]),
         .executable(name: "lean-bench", targets: ["LeanBench"]),
+        .executable(name: "lean-bench-vae", targets: ["LeanBenchVAE"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +52,8 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/LeanDiffusionCLI"),
         .executableTarget(name: "LeanBench", dependencies: ["LeanCore"], path: "bench/LeanBench",
+                          swiftSettings: kernelSettings),
+        .executableTarget(name: "LeanBenchVAE", dependencies: ["LeanDiffusion", "LeanCore"], path: "bench/VAEDecode",
                           swiftSettings: kernelSettings),
         .testTarget(name: "LeanCoreTests", dependencies: ["LeanCore", "SafeTensors"], path: "Tests/LeanCoreTests",
                     exclude: ["Fixtures"]),

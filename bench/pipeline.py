@@ -14,7 +14,8 @@ For each configuration it runs, one after the other, each in its own child proce
   * ours: `lean-diffusion generate --model M --steps N --width S --height S --seed 0 --quiet --dtype D ...`.  If the CLI
     has `--report FILE.json` its phase times are used; otherwise s/step is estimated as
     (wall(N steps) - wall(1 step)) / (N - 1) from a second, 1-step run (marked "est" in the table).
-The peak RSS of each child comes from os.wait4() on its pid (ru_maxrss).  "total s" is the child's wall time end to
+The peak RSS of each child comes from os.wait4() on its pid (ru_maxrss).  Linux starts a child's ru_maxrss at its
+parent's RSS, so this parent never imports torch (it stays ~15 MB, printed in the header).  "total s" is the child's wall time end to
 end (process start, imports, weight loading, generation, PNG/no PNG), for both sides.
 
 Configurations (name: diffusers / ours; a side is skipped when it has no equivalent or the CLI lacks the flag):
@@ -137,6 +138,15 @@ def run_child(argv, log_path, env=None):
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     return p.returncode, wall, ru.ru_maxrss / 1024.0  # Linux: ru_maxrss in KiB
+
+
+def parent_rss_mb():
+    """This process's RSS: every child's ru_maxrss is at least this."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024.0
+    except (OSError, StopIteration):
+        return float("nan")
 
 
 def tail(path, n=6):
@@ -306,12 +316,13 @@ def main():
         available = our_flags_available(args.binary)
 
     machine = machine_name()
-    try:
-        import diffusers, torch  # noqa: E401  (versions for the header only)
-        versions = f"diffusers {diffusers.__version__}, torch {torch.__version__}"
-    except ImportError:
-        versions = "diffusers not importable"
-    header = (f"# {machine}; {args.size}x{args.size}, {args.steps} steps, PNDM, CFG 7.5 (UNet batch 2), seed 0; "
+    # Versions from a child: importing torch here would make this process ~700 MB, and a child's ru_maxrss starts
+    # at its parent's RSS (Linux carries it across fork/vfork + exec), which would floor every peak we measure.
+    probe = subprocess.run([sys.executable, "-c", "import diffusers, torch; print(diffusers.__version__, torch.__version__)"],
+                           capture_output=True, text=True)
+    versions = ("diffusers {}, torch {}".format(*probe.stdout.split()) if probe.returncode == 0
+                else "diffusers not importable")
+    header = (f"# {machine}; bench parent RSS {parent_rss_mb():.0f} MB; {args.size}x{args.size}, {args.steps} steps, PNDM, CFG 7.5 (UNet batch 2), seed 0; "
               f"{versions}; model {args.model}")
     print(header, flush=True)
     rows = []

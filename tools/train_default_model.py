@@ -159,8 +159,9 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
-    ap.add_argument("--vae-fraction", type=float, default=0.15, help="share of --minutes for the VAE phase")
-    ap.add_argument("--vae-max-minutes", type=float, default=30.0)
+    ap.add_argument("--vae-fraction", type=float, default=0.2, help="share of --minutes for the VAE phase")
+    ap.add_argument("--vae-max-minutes", type=float, default=25.0)
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast forward passes")
     ap.add_argument("--kl-weight", type=float, default=1e-6)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--uncond", type=float, default=0.1, help="share of empty captions")
@@ -169,14 +170,18 @@ def main():
     ap.add_argument("--max-mb", type=float, default=20.0, help="save fp32 when the folder stays under this, else fp16")
     ap.add_argument("--text-hidden", type=int, default=64)
     ap.add_argument("--text-layers", type=int, default=3)
-    ap.add_argument("--unet-channels", default="64,128")
+    ap.add_argument("--unet-channels", default="32,64,128")
     ap.add_argument("--unet-layers", type=int, default=1)
-    ap.add_argument("--vae-down", type=int, default=8, choices=[4, 8])
-    ap.add_argument("--vae-channels", default="16,32,64,64", help="VAE block_out_channels (norm groups 16)")
+    ap.add_argument("--vae-down", type=int, default=4, choices=[4, 8])
+    ap.add_argument("--vae-channels", default="32,64,64,64", help="VAE block_out_channels (norm groups 16)")
     ap.add_argument("--vae-batch", type=int, default=32)
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+
+    def autocast():
+        """bf16 autocast for the forward passes (weights, optimizer and loss stay fp32): ~1.3x on AVX512-BF16 CPUs."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp)
     torch.manual_seed(args.seed)
     from diffusers import DDPMScheduler
     from transformers import CLIPTokenizer
@@ -220,8 +225,9 @@ def main():
         vstep, t0 = 0, time.time()
         while time.time() - start < vae_budget and not stop["now"]:
             x, _ = next_batch(args.vae_batch)
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
+            with autocast():
+                post = vae.encode(x).latent_dist
+                rec = vae.decode(post.sample()).sample.float()
             l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
             kl = post.kl().mean()
             loss = l1 + mse + args.kl_weight * kl
@@ -266,20 +272,24 @@ def main():
             f"{total / 1e6:.2f} MB); state {state_path}")
 
     last_ckpt, t0, first, running = time.time(), time.time(), step, []
+    phase2_start = time.time()
     while time.time() - start < budget and not stop["now"]:
         x, captions = next_batch(args.batch)
         ids = tokenize(tokenizer, captions)
         drop = torch.rand(len(captions)) < args.uncond
         ids[drop] = empty_ids
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.sample() * sf
+        with torch.no_grad(), autocast():
+            latents = vae.encode(x).latent_dist.sample().float() * sf
         noise = torch.randn_like(latents)
         t = torch.randint(0, 1000, (latents.shape[0],))
         noisy = noise_sched.add_noise(latents, noise, t)
-        cond = text_encoder(ids)[0]
-        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        with autocast():
+            cond = text_encoder(ids)[0]
+            pred = unet(noisy, t, encoder_hidden_states=cond).sample.float()
         loss = F.mse_loss(pred, noise)
-        warm = min(1.0, (step + 1) / 200)
+        # linear warm-up, then cosine decay to 10% over the budget: a sharper end point for the EMA weights
+        progress = min(1.0, (time.time() - phase2_start) / max(1.0, budget - (phase2_start - start)))
+        warm = min(1.0, (step + 1) / 200) * (0.55 + 0.45 * math.cos(math.pi * progress))
         for g in opt.param_groups:
             g["lr"] = args.lr * warm
         opt.zero_grad(set_to_none=True)

@@ -112,7 +112,9 @@ enum DNNL {
     static func packedWeights(_ weight: Tensor, plainMD: dnnl_memory_desc_t, packedMD: dnnl_memory_desc_t,
                               key: String) -> UnsafeMutableRawPointer {
         var plain = plainMD, packed = packedMD
-        if dnnl_memory_desc_equal(&plain, &packed) != 0 { return weight.raw }
+        // Same layout: use the weight's bytes, unless they stream through a spill file, where a derived copy is
+        // what gets spilled (the plain bytes would be re-read and re-converted from the checkpoint every step).
+        if dnnl_memory_desc_equal(&plain, &packed) != 0 && weight.storage.spillFile == nil { return weight.raw }
         let attachKey = "dnnl:\(key):\(weight.byteOffset)"
         if let s = weight.storage.attachment(attachKey) as? Storage { return s.raw }
         let size = dnnl_memory_desc_get_size(&packed)

@@ -8,7 +8,9 @@ let chunkSize = 4096
 extension Ops {
     /// Applies `body` to f32 chunks of `inputs` (all the same count and layout) and stores into a new tensor.
     /// `body(out, ins, n)` gets the output buffer, the input buffers and the chunk length.
-    static func mapChunks(_ inputs: [Tensor], outDType: DType? = nil,
+    /// With `into`, the result overwrites that tensor (which may be one of the inputs: each chunk is read before it
+    /// is written); it must have the first input's shape, layout and the output type.
+    static func mapChunks(_ inputs: [Tensor], outDType: DType? = nil, into: Tensor? = nil,
                           _ body: (UnsafeMutablePointer<Float>, [UnsafeMutablePointer<Float>], Int) -> Void) -> Tensor {
         let first = inputs[0]
         for t in inputs.dropFirst() {
@@ -16,7 +18,11 @@ extension Ops {
         }
         let inputs = inputs.map { $0.rank == 4 ? $0.withLayout(first.layout) : $0 }
         let dtype = outDType ?? first.dtype
-        let out = Tensor(shape: first.shape, dtype: dtype, layout: first.layout)
+        if let into {
+            precondition(into.shape == first.shape && into.dtype == dtype && (first.rank != 4 || into.layout == first.layout),
+                         "in-place destination \(into.shape) \(into.dtype) does not match \(first.shape) \(dtype)")
+        }
+        let out = into ?? Tensor(shape: first.shape, dtype: dtype, layout: first.layout)
         let n = first.count
         let chunks = (n + chunkSize - 1) / chunkSize
         parallelFor(chunks, minChunk: 8) { range in
@@ -55,8 +61,9 @@ extension Ops {
         }
     }
 
-    static func binary(_ a: Tensor, _ b: Tensor, _ f: @escaping (FloatV, FloatV) -> FloatV) -> Tensor {
-        mapChunks([a, b]) { out, ins, n in
+    static func binary(_ a: Tensor, _ b: Tensor, into: Tensor? = nil,
+                       _ f: @escaping (FloatV, FloatV) -> FloatV) -> Tensor {
+        mapChunks([a, b], into: into) { out, ins, n in
             var i = 0
             while i + 16 <= n {
                 let x = UnsafeRawPointer(ins[0] + i).loadUnaligned(as: FloatV.self)
@@ -84,6 +91,11 @@ extension Ops {
     public static func quickGelu(_ x: Tensor) -> Tensor { unary(x) { $0 * vsigmoid(1.702 * $0) } }
     public static func scale(_ x: Tensor, _ s: Float) -> Tensor { unary(x) { $0 * s } }
     public static func add(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b) { $0 + $1 } }
+    /// `a + b` written over `destination` (usually `b`, a temporary the caller owns): residual adds without a new
+    /// activation.
+    public static func add(_ a: Tensor, _ b: Tensor, into destination: Tensor) -> Tensor {
+        binary(a, b, into: destination) { $0 + $1 }
+    }
     public static func sub(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b) { $0 - $1 } }
     public static func mul(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b) { $0 * $1 } }
     /// a * s + b * t, the shape of every scheduler update and guidance mix.

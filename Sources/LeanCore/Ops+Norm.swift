@@ -7,15 +7,18 @@ import Darwin
 extension Ops {
     /// Group normalisation with optional fused SiLU (every ResNet block runs `silu(norm(x))`; fusing saves a full
     /// pass over the activation). Statistics are accumulated in double, so bf16 storage does not cost precision.
+    ///
+    /// `inPlace` writes the result over `x` (each row is read before it is written), for callers that own `x` and
+    /// do not need it again: one activation less alive at the peak of a ResNet block.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float,
-                                 silu: Bool = false) -> Tensor {
+                                 silu: Bool = false, inPlace: Bool = false) -> Tensor {
         precondition(x.rank >= 2, "group norm needs (N, C, ...) input, got \(x.shape)")
         let n = x.shape[0], c = x.shape[1], hw = x.count / (n * c)
         precondition(c % groups == 0, "\(c) channels do not split into \(groups) groups")
         let cg = c / groups
         let gamma = weight?.toFloats() ?? [Float](repeating: 1, count: c)
         let beta = bias?.toFloats() ?? [Float](repeating: 0, count: c)
-        let out = Tensor(shape: x.shape, dtype: x.dtype, layout: x.layout)
+        let out = inPlace ? x : Tensor(shape: x.shape, dtype: x.dtype, layout: x.layout)
         let es = x.dtype.byteSize
         let channelsLast = x.rank == 4 && x.layout == .nhwc
 

@@ -86,9 +86,11 @@ extension Ops {
     public static func embedding(_ ids: [Int32], table: Tensor) -> Tensor {
         let d = table.shape[1], es = table.dtype.byteSize
         let out = Tensor(shape: [ids.count, d], dtype: table.dtype)
+        // Row by row through the storage: an evicted (offloaded) table is read a row at a time from its file.
         for (i, id) in ids.enumerated() {
             precondition(id >= 0 && Int(id) < table.shape[0], "token id \(id) outside vocabulary of \(table.shape[0])")
-            (out.raw + i * d * es).copyMemory(from: table.raw + Int(id) * d * es, byteCount: d * es)
+            table.storage.copyBytes(at: table.byteOffset + Int(id) * d * es,
+                                    into: UnsafeMutableRawBufferPointer(start: out.raw + i * d * es, count: d * es))
         }
         return out
     }

@@ -56,8 +56,12 @@ public final class Storage: @unchecked Sendable {
     /// An evictable storage that starts out evicted: `source` fills `byteCount` bytes whenever they are needed
     /// (first access, or access after `evict()`). The source must produce the same bytes every time; it runs on
     /// whichever thread needs the bytes (the caller of `raw`, or a prefetch thread).
+    ///
+    /// `rangeSource`, when given, reads any byte range of the same bytes (offset into the storage, destination) so
+    /// that `copyBytes(at:into:)` can serve a few rows of an evicted weight without loading all of it.
     public init(byteCount: Int, device: Device = .cpu,
-                source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void) {
+                source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
+                rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)? = nil) {
         precondition(device == .cpu, "only CPU storage is allocated here; device backends allocate their own")
         self.byteCount = byteCount
         self.device = device
@@ -65,7 +69,7 @@ public final class Storage: @unchecked Sendable {
         owned = true
         onRelease = nil
         tracked = false  // the residency reports its own allocations
-        residency = Residency(source: source)
+        residency = Residency(source: source, rangeSource: rangeSource)
     }
 
     /// Wraps memory someone else owns (a memory-mapped weight file, a device allocation); `onRelease` runs when the
@@ -85,6 +89,15 @@ public final class Storage: @unchecked Sendable {
     private var tracked = true
     /// Derived data that must die with these bytes, such as oneDNN's pre-packed copy of a weight.
     let attachments = Mutex<[String: AnyObject]>([:])
+    /// Where derived copies go when this (evictable) storage is evicted; nil drops them.
+    private let spillTarget = Mutex<SpillFile?>(nil)
+
+    /// Set by a streaming policy: on eviction, derived copies are written to `file` once and read back from it
+    /// afterwards, instead of being rebuilt from the plain bytes.
+    public var spillFile: SpillFile? {
+        get { spillTarget.withLock { $0 } }
+        set { spillTarget.withLock { $0 = newValue } }
+    }
 
     deinit {
         if let (plan, slot) = planSlot { plan.released(slot: slot) }
@@ -112,6 +125,19 @@ public final class Storage: @unchecked Sendable {
     /// How many times the bytes were (re)loaded from the source.
     public var loadCount: Int { residency?.loads ?? 0 }
 
+    /// Copies `buffer.count` bytes starting at `offset`. An evicted storage with a range source reads just those
+    /// bytes from it and stays evicted, and no use is reported: a token-embedding lookup needs 77 rows of a
+    /// 49,408-row table, and streaming offload should not have to make the whole table resident for them.
+    public func copyBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
+        precondition(offset >= 0 && offset + buffer.count <= byteCount, "byte range outside the storage")
+        guard buffer.count > 0 else { return }
+        if let fixed {
+            buffer.baseAddress!.copyMemory(from: fixed + offset, byteCount: buffer.count)
+            return
+        }
+        residency!.copyBytes(at: offset, into: buffer, storage: self)
+    }
+
     /// Brings the bytes in without counting as a use (prefetch, eager loading).
     public func load() {
         residency?.load(byteCount, device: device)
@@ -125,14 +151,39 @@ public final class Storage: @unchecked Sendable {
         guard let residency else { return 0 }
         var freed = residency.evict(byteCount, device: device)
         if !keepingDerived {
-            let dropped = attachments.withLock { a -> [AnyObject] in
-                let values = Array(a.values)
-                a.removeAll()
-                return values
+            if let spill = spillFile {
+                let derived = attachments.withLock { Array($0) }
+                for (key, value) in derived {
+                    guard let d = value as? Storage else { continue }
+                    if d.isEvictable { freed += d.evict(); continue }
+                    let resident = d.residentBytes
+                    let spilled = spill.spill(d)
+                    attachments.withLock { a in if let spilled { a[key] = spilled } else { a[key] = nil } }
+                    freed += resident
+                }
+            } else {
+                let dropped = attachments.withLock { a -> [AnyObject] in
+                    let values = Array(a.values)
+                    a.removeAll()
+                    return values
+                }
+                freed += dropped.reduce(0) { $0 + (($1 as? Storage)?.residentBytes ?? 0) }
             }
-            freed += dropped.reduce(0) { $0 + (($1 as? Storage)?.residentBytes ?? 0) }
         }
         return freed
+    }
+
+    /// Brings in what the next use will read: the spilled derived copies when the plain bytes are only kept for
+    /// rebuilding them (`releasesPlainWhenDerived`), else the plain bytes. For prefetching.
+    public func prefetch() {
+        if releasesPlainWhenDerived {
+            let spilled = attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
+            if !spilled.isEmpty {
+                for d in spilled { d.load() }
+                return
+            }
+        }
+        load()
     }
 
     /// Bytes this storage holds in memory now: its own (if resident) plus derived copies attached to it.
@@ -172,10 +223,32 @@ final class Residency: @unchecked Sendable {
         var releasesPlainWhenDerived = false
     }
     let source: @Sendable (UnsafeMutableRawPointer) throws -> Void
+    let rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)?
     let state = Mutex<State>(State())
     let loadLock = Mutex<Void>(())
 
-    init(source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void) { self.source = source }
+    init(source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
+         rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)?) {
+        self.source = source
+        self.rangeSource = rangeSource
+    }
+
+    /// Resident: copied under `loadLock`, so an eviction cannot free the bytes mid-copy. Evicted: read from the
+    /// range source (or, without one, loaded as a normal use).
+    func copyBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer, storage: Storage) {
+        let done = loadLock.withLock { _ -> Bool in
+            if let p = state.withLock({ $0.pointer }) {
+                buffer.baseAddress!.copyMemory(from: p + offset, byteCount: buffer.count)
+                return true
+            }
+            guard let rangeSource else { return false }
+            do { try rangeSource(offset, buffer) } catch {
+                preconditionFailure("cannot read evicted weight bytes: \(error)")
+            }
+            return true
+        }
+        if !done { buffer.baseAddress!.copyMemory(from: acquire(storage) + offset, byteCount: buffer.count) }
+    }
 
     var isResident: Bool { state.withLock { $0.pointer != nil } }
     var loads: Int { state.withLock { $0.loads } }
@@ -193,11 +266,12 @@ final class Residency: @unchecked Sendable {
         if let p = state.withLock({ $0.pointer }) { return p }
         return loadLock.withLock { _ in
             if let p = state.withLock({ $0.pointer }) { return p }
-            let p = Storage.allocate(byteCount)
+            let pooled = device == .cpu ? BufferPool.shared.take(byteCount) : nil
+            let p = pooled ?? Storage.allocate(byteCount)
             do { try source(p) } catch {
                 preconditionFailure("cannot read back evicted weight bytes: \(error)")
             }
-            MemoryTracker.shared.allocated(byteCount, on: device)
+            if pooled == nil { MemoryTracker.shared.allocated(byteCount, on: device) }
             state.withLock { $0.pointer = p; $0.loads += 1 }
             return p
         }
@@ -215,8 +289,10 @@ final class Residency: @unchecked Sendable {
                 defer { s.pointer = nil }
                 return s.pointer
             }) else { return 0 }
-            free(p)
-            MemoryTracker.shared.freed(byteCount, on: device)
+            if device != .cpu || !BufferPool.shared.give(p, byteCount) {
+                free(p)
+                MemoryTracker.shared.freed(byteCount, on: device)
+            }
             return byteCount
         }
     }

@@ -3,7 +3,7 @@
 /// Tensors are values that share storage (copy-on-write is not needed: kernels always write fresh outputs, except
 /// the explicitly in-place helpers). Shapes are logical: a 4-D tensor is always (N, C, H, W) whatever its layout.
 public struct Tensor: @unchecked Sendable, CustomStringConvertible {
-    public let storage: Storage
+    public private(set) var storage: Storage
     public let shape: [Int]
     public let dtype: DType
     public let layout: Layout
@@ -19,6 +19,10 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         self.layout = layout
         self.byteOffset = byteOffset
     }
+
+    /// Whether this is the only reference to its bytes (no view, no caller's copy), so that an op may overwrite
+    /// them in place. Conservative: any other tensor sharing the storage, even a view of other bytes, says no.
+    public mutating func hasUniqueStorage() -> Bool { isKnownUniquelyReferenced(&storage) }
 
     /// A new, uninitialized tensor.
     public init(shape: [Int], dtype: DType = .f32, layout: Layout = .nchw, device: Device = .cpu, zeroed: Bool = false) {

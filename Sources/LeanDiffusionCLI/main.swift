@@ -148,7 +148,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Where weights live: none (all resident) | model (one component at a time) | sequential (streamed).")
     var offload: OffloadMode = .none
 
-    @Option(help: "Sequential offload: resident weight budget in MiB (default: three times the largest weight).")
+    @Option(help: "Sequential offload: resident weight budget in MiB (default: three times the largest UNet weight).")
     var offloadBudget: Double?
 
     @Option(help: "Write a JSON report (per phase: seconds, tracked peak bytes, RSS) to this file.")

@@ -123,9 +123,21 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard buffer.count == t.byteCount else {
             throw SafeTensorsError(path: path, .bufferSizeMismatch(tensor: name, expected: t.byteCount, actual: buffer.count))
         }
+        try copy(name, byteOffset: 0, into: buffer)
+    }
+
+    /// Reads `buffer.count` bytes of the tensor, starting `byteOffset` bytes into it, with `pread` (rows of an
+    /// embedding table without reading the table). The range must lie inside the tensor.
+    public func copy(_ name: String, byteOffset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let t = try require(name)
+        guard byteOffset >= 0, buffer.count <= t.byteCount - byteOffset else {
+            throw SafeTensorsError(path: path, .bufferSizeMismatch(tensor: name, expected: t.byteCount - byteOffset,
+                                                                    actual: buffer.count))
+        }
         var done = 0
-        while done < t.byteCount {
-            let n = pread(fd, buffer.baseAddress! + done, t.byteCount - done, off_t(t.byteRange.lowerBound + done))
+        let start = t.byteRange.lowerBound + byteOffset
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(start + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SafeTensorsError(path: path, .readFailed(errno: errno))

@@ -90,6 +90,12 @@ final class OpParityTests: XCTestCase {
                     let y = Ops.groupNorm(x, groups: groups, weight: try c.tensor("weight"), bias: try c.tensor("bias"),
                                           eps: eps, silu: silu)
                     assertClose(y, try c.floats("out"), dtype, "\(name) \(layout)")
+                    // In place: the same numbers, written over the input's bytes.
+                    let x2 = try c.tensor("x", dtype).withLayout(layout).copy()
+                    let y2 = Ops.groupNorm(x2, groups: groups, weight: try c.tensor("weight"), bias: try c.tensor("bias"),
+                                           eps: eps, silu: silu, inPlace: true)
+                    XCTAssertEqual(y2.raw, x2.raw, "\(name) in place")
+                    XCTAssertEqual(y2.toFloats(), y.toFloats(), "\(name) \(layout) in place")
                 }
             }
         }
@@ -121,6 +127,10 @@ final class OpParityTests: XCTestCase {
         for dtype in dtypes {
             let a = try c.tensor("a", dtype), b = try c.tensor("b", dtype)
             assertClose(Ops.add(a, b), try c.floats("add"), dtype, "add")
+            let b2 = try c.tensor("b", dtype).copy()
+            let sum = Ops.add(a, b2, into: b2)
+            XCTAssertEqual(sum.raw, b2.raw, "add into its input")
+            assertClose(sum, try c.floats("add"), dtype, "add in place")
             assertClose(Ops.mul(a, b), try c.floats("mul"), dtype, "mul")
             assertClose(Ops.axpby(a, 0.7, b, -1.3), try c.floats("axpby"), dtype, "axpby")
         }

@@ -103,6 +103,40 @@ final class OffloadTests: XCTestCase {
         XCTAssertEqual(once, try plain.tensor("conv_in.weight", shape: [32, 4, 3, 3]).converted(to: .bf16).toFloats())
     }
 
+    /// Under model and sequential offload CLIP's token embedding is never loaded whole: its lookup reads the 77
+    /// rows it needs from the file (a 152 MB table in SD1.5 fp32), and the prompt embeddings stay exact.
+    func testTokenEmbeddingIsReadByRowsWhenOffloaded() throws {
+        let reference = try StableDiffusionPipeline(directory: Self.sd1, offload: .none).generate(Self.request(steps: 2))
+        for mode in [OffloadMode.model, .sequential] {
+            let pipe = try StableDiffusionPipeline(directory: Self.sd1, offload: mode)
+            XCTAssertEqual(try pipe.generate(Self.request(steps: 2)), reference, "\(mode)")
+            let table = try XCTUnwrap(pipe.offloadController.registry(.textEncoder).weights
+                .first { $0.key.hasSuffix("token_embedding.weight") })
+            XCTAssertEqual(table.storage.loadCount, 0, "\(mode): the token embedding was loaded whole")
+            XCTAssertFalse(table.storage.isResident)
+        }
+    }
+
+    /// A range read of an evicted weight gives exactly those bytes of the full load (same type and converting
+    /// f32 -> bf16) and leaves the weight evicted.
+    func testRangeReadOfEvictedWeight() throws {
+        for dtype in [DType.f32, .bf16] {
+            let registry = WeightRegistry()
+            let loader = try WeightLoader(componentDirectory: Self.sd1 + "/text_encoder", dtype: dtype).registering(in: registry)
+            let name = loader.shape("text_model.embeddings.token_embedding.weight") != nil
+                ? "text_model.embeddings.token_embedding.weight" : "embeddings.token_embedding.weight"
+            let shape = try XCTUnwrap(loader.shape(name))
+            let t = try loader.tensor(name, shape: shape)
+            let row = shape[1] * dtype.byteSize
+            var rows = [UInt8](repeating: 0, count: 3 * row)
+            rows.withUnsafeMutableBytes { t.storage.copyBytes(at: 7 * row, into: $0) }
+            XCTAssertFalse(t.storage.isResident)
+            XCTAssertEqual(t.storage.loadCount, 0)
+            let full = [UInt8](UnsafeRawBufferPointer(start: t.raw, count: t.byteCount))
+            XCTAssertEqual(rows, Array(full[(7 * row)..<(10 * row)]), "\(dtype)")
+        }
+    }
+
     /// Resident mode drops a weight's plain bytes once oneDNN's packed copy exists; the model still computes the same.
     func testResidentModeDropsPlainBytesAfterPacking() throws {
         let pipe = try StableDiffusionPipeline(directory: Self.sd1, offload: .none)

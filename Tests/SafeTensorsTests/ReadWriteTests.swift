@@ -94,6 +94,14 @@ final class ReadWriteTests: XCTestCase {
         XCTAssertThrowsError(try small.withUnsafeMutableBytes { try f.copy("a", into: $0) }) {
             XCTAssertEqual(($0 as? SafeTensorsError)?.kind, .bufferSizeMismatch(tensor: "a", expected: 13, actual: 3))
         }
+        // Ranged reads (embedding rows): any in-range slice, across page boundaries; out of range throws.
+        for (offset, count) in [(0, 5), (page - 2, 9), (2 * page + 1, page + 76), (big.count - 1, 1)] {
+            var part = [UInt8](repeating: 0, count: count)
+            try part.withUnsafeMutableBytes { try f.copy("big", byteOffset: offset, into: $0) }
+            XCTAssertEqual(part, Array(big[offset..<(offset + count)]), "big[\(offset)..<\(offset + count)]")
+        }
+        XCTAssertThrowsError(try small.withUnsafeMutableBytes { try f.copy("a", byteOffset: 11, into: $0) })
+        XCTAssertThrowsError(try small.withUnsafeMutableBytes { try f.copy("a", byteOffset: -1, into: $0) })
     }
 
     #if os(Linux)

@@ -52,8 +52,8 @@ struct GroupNorm {
         self.eps = eps
     }
 
-    func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
-        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    func callAsFunction(_ x: Tensor, silu: Bool = false, inPlace: Bool = false) -> Tensor {
+        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu, inPlace: inPlace)
     }
 }
 

@@ -23,11 +23,26 @@ struct ResnetBlock2D {
     }
 
     /// `tembActivated` is silu(temb), shared by every block of a forward pass.
-    func callAsFunction(_ x: Tensor, tembActivated: Tensor? = nil) -> Tensor {
-        var h = conv1(norm1(x, silu: true))
+    /// Memory: `h` is this block's own temporary, so norm2 and the residual add overwrite it. With a projected
+    /// shortcut, the shortcut is taken first and, when the caller handed over its only reference to `x`
+    /// (`block(consume h)`), norm1 overwrites `x` too. At 512x512 the VAE decoder's first full-size block
+    /// (256 -> 128 channels) sets the decode peak: 2.5 of its input's size alive instead of 5.
+    func callAsFunction(_ x: consuming Tensor, tembActivated: Tensor? = nil) -> Tensor {
+        guard let convShortcut else {
+            return finish(conv1(norm1(x, silu: true)), residual: x, tembActivated: tembActivated)
+        }
+        let shortcut = convShortcut(x)
+        let owned = x.hasUniqueStorage()
+        let normed = norm1(x, silu: true, inPlace: owned)
+        _ = consume x
+        return finish(conv1(consume normed), residual: shortcut, tembActivated: tembActivated)
+    }
+
+    private func finish(_ conv1Out: consuming Tensor, residual: Tensor, tembActivated: Tensor?) -> Tensor {
+        var h = consume conv1Out
         if let proj = timeEmbProj, let t = tembActivated { h = Ops.addChannelBias(h, proj(t)) }
-        h = conv2(norm2(h, silu: true))
-        return Ops.add(convShortcut.map { $0(x) } ?? x, h)
+        h = conv2(norm2(h, silu: true, inPlace: true))
+        return Ops.add(residual, h, into: h)
     }
 }
 
@@ -52,8 +67,12 @@ struct Upsample2D {
         conv = try Conv2d(w.scoped("conv"), in: c, out: c, kernel: 3, padding: Padding2D(1))
     }
 
-    func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
-        let up = size.map { Ops.upsampleNearest(x, height: $0.height, width: $0.width) } ?? Ops.upsampleNearest2x(x)
+    /// Consuming: the input (a quarter of the upsampled size) is released before the conv when the caller hands
+    /// it over (`upsampler(consume h)`).
+    func callAsFunction(_ x: consuming Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
+        let up: Tensor
+        if let size { up = Ops.upsampleNearest(x, height: size.height, width: size.width) } else { up = Ops.upsampleNearest2x(x) }
+        _ = consume x
         return conv(up)
     }
 }

@@ -164,8 +164,11 @@ public struct WeightLoader: @unchecked Sendable {
             return Tensor(try file.floats(key), shape: shape).converted(to: dtype)
         }
         if let registry {
-            let storage = Storage(byteCount: shape.reduce(1, *) * dtype.byteSize,
-                                  source: Self.source(file: file, key: key, count: shape.reduce(1, *), from: src, to: dtype))
+            let count = shape.reduce(1, *)
+            let range = Self.rangeSource(file: file, key: key, from: src, to: dtype)
+            let storage = Storage(byteCount: count * dtype.byteSize,
+                                  source: { out in try range(0, UnsafeMutableRawBufferPointer(start: out, count: count * dtype.byteSize)) },
+                                  rangeSource: range)
             registry.add(WeightRegistry.Weight(key: key, shape: shape, storage: storage))
             return Tensor(storage: storage, shape: shape, dtype: dtype)
         }
@@ -175,27 +178,32 @@ public struct WeightLoader: @unchecked Sendable {
         return t.converted(to: dtype)
     }
 
-    /// Refills a weight's bytes: `pread` from the file, converted from the stored type in chunks when they differ.
-    static func source(file: SafeTensorsFile, key: String, count: Int, from src: DType,
-                       to dst: DType) -> @Sendable (UnsafeMutableRawPointer) throws -> Void {
-        return { out in
+    /// Fills bytes `[offset, offset + out.count)` of a weight as stored in memory (type `dst`): `pread` from the
+    /// file, converted from the stored type `src` through a small staging buffer when they differ, so that
+    /// reloading a 152 MB fp32 embedding as bf16 never holds the fp32 copy. Ranges are whole elements.
+    static func rangeSource(file: SafeTensorsFile, key: String, from src: DType,
+                            to dst: DType) -> @Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void {
+        return { offset, out in
             if src == dst {
-                try file.copy(key, into: UnsafeMutableRawBufferPointer(start: out, count: count * dst.byteSize))
+                try file.copy(key, byteOffset: offset, into: out)
                 return
             }
-            let staging = UnsafeMutableRawPointer.allocate(byteCount: max(count * src.byteSize, 1), alignment: 64)
+            precondition(offset % dst.byteSize == 0 && out.count % dst.byteSize == 0, "partial element")
+            let first = offset / dst.byteSize, count = out.count / dst.byteSize
+            let chunk = 16384
+            let staging = UnsafeMutableRawPointer.allocate(byteCount: chunk * src.byteSize, alignment: 64)
             defer { staging.deallocate() }
-            try file.copy(key, into: UnsafeMutableRawBufferPointer(start: staging, count: count * src.byteSize))
-            let chunk = 4096
             var buf = [Float](repeating: 0, count: chunk)
-            buf.withUnsafeMutableBufferPointer { b in
-                var lo = 0
-                while lo < count {
-                    let m = min(chunk, count - lo)
-                    Convert.toFloat(staging + lo * src.byteSize, src, b.baseAddress!, m)
-                    Convert.fromFloat(b.baseAddress!, out + lo * dst.byteSize, dst, m)
-                    lo += m
+            var lo = 0
+            while lo < count {
+                let m = min(chunk, count - lo)
+                try file.copy(key, byteOffset: (first + lo) * src.byteSize,
+                              into: UnsafeMutableRawBufferPointer(start: staging, count: m * src.byteSize))
+                buf.withUnsafeMutableBufferPointer { b in
+                    Convert.toFloat(staging, src, b.baseAddress!, m)
+                    Convert.fromFloat(b.baseAddress!, out.baseAddress! + lo * dst.byteSize, dst, m)
                 }
+                lo += m
             }
         }
     }

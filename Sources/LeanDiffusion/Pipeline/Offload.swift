@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import LeanCore
 
 /// Where the weights live while a pipeline runs, the CPU analogue of diffusers' offload modes. The "device" is this
@@ -43,9 +48,15 @@ final class OffloadController {
             for r in all { for s in r.storages { s.releasesPlainWhenDerived = true } }
         case .sequential:
             let streamed = all.map { r in r.weights.filter { $0.shape.count > 1 }.map(\.storage) }
-            let largest = streamed.joined().map(\.byteCount).max() ?? 0
-            // Default: room for the largest weight with its packed copy and one more.
-            let s = WeightStreamer(budgetBytes: budgetBytes ?? 3 * largest)
+            // Default: room for the UNet's largest weight with its packed copy and one more. The UNet sets it: its
+            // loop is what streaming must keep fed, and the one larger weight, CLIP's token embedding, is read
+            // by rows from the file (`Storage.copyBytes`) and never made resident.
+            let largest = streamed[Component.unet.rawValue].map(\.byteCount).max()
+                ?? streamed.joined().map(\.byteCount).max() ?? 0
+            // Packed copies spill to an unlinked scratch file in $TMPDIR: later steps read back the bytes the
+            // kernels use (no fp32->bf16 conversion, no reorder). Without a writable directory they are rebuilt.
+            let tmp = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+            let s = WeightStreamer(budgetBytes: budgetBytes ?? 3 * largest, spill: SpillFile(directory: tmp))
             for (i, r) in all.enumerated() {
                 for w in r.weights where w.shape.count <= 1 { w.storage.load() }
                 s.manage(streamed[i], group: i)

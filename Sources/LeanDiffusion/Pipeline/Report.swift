@@ -18,7 +18,7 @@ public struct PhaseReport: Codable, Sendable, Equatable {
     public var peakTrackedBytes: [String: Int]
     /// `MemoryTracker` current bytes per device when the phase ended.
     public var endTrackedBytes: [String: Int]
-    /// Process peak RSS so far (getrusage ru_maxrss; it cannot be reset) and RSS when the phase ended (/proc/self/statm).
+    /// Process peak RSS so far (VmHWM on Linux; it cannot be reset) and RSS when the phase ended (/proc/self/statm).
     public var peakRSSBytes: Int
     public var endRSSBytes: Int
 }
@@ -88,18 +88,34 @@ struct PhaseClock {
         return out
     }
 
+    /// The process's peak RSS. On Linux this is VmHWM of /proc/self/status, which belongs to this program's address
+    /// space: `ru_maxrss` also counts the parent's RSS when the parent forked or vforked us (it is carried across
+    /// exec), so a CLI started from a large process (a Python bench that imported torch) would report the parent's
+    /// size as its own floor.
     static func peakRSS() -> Int {
+        #if os(Linux)
+        if let hwm = statusKiB("VmHWM:") { return hwm * 1024 }
         var u = rusage()
-        #if os(Linux)
         getrusage(RUSAGE_SELF.rawValue, &u)
-        #else
-        getrusage(RUSAGE_SELF, &u)
-        #endif
-        #if os(Linux)
         return Int(u.ru_maxrss) * 1024
         #else
+        var u = rusage()
+        getrusage(RUSAGE_SELF, &u)
         return Int(u.ru_maxrss)
         #endif
+    }
+
+    /// A "Name:   123 kB" line of /proc/self/status, in KiB.
+    private static func statusKiB(_ key: String) -> Int? {
+        guard let f = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 512)
+        while fgets(&buf, 512, f) != nil {
+            let line = String(cString: buf)
+            guard line.hasPrefix(key) else { continue }
+            return line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+        }
+        return nil
     }
 
     static func currentRSS() -> Int {

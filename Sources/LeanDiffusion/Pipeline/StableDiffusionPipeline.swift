@@ -292,6 +292,8 @@ public final class StableDiffusionPipeline {
         }
         let streamedPeak = weightStreamer?.stats.peakResidentBytes
         offloadController.finished(.unet)
+        // The decode's peak comes on top of whatever the heap kept from the loop: give that back first.
+        AllocatorPolicy.releaseFreeMemory()
 
         let images = phaseClock.measure("decode", into: &phases) {
             defer { offloadController.finished(.vae) }
