@@ -137,6 +137,22 @@ final class OffloadTests: XCTestCase {
         }
     }
 
+    /// Sequential offload spills packed weight copies to its scratch file on first eviction and later reads those
+    /// back: a second run re-reads no weight from the checkpoint (no conversion, no reorder), with the same image.
+    func testSequentialOffloadRereadsSpilledPackedCopies() throws {
+        let reference = try StableDiffusionPipeline(directory: Self.sd1, offload: .none).generate(Self.request(steps: 3))
+        let pipe = try StableDiffusionPipeline(directory: Self.sd1, offload: .sequential, streamingBudgetBytes: 200_000)
+        XCTAssertEqual(try pipe.generate(Self.request(steps: 3)), reference)
+        let spill = try XCTUnwrap(pipe.weightStreamer?.spill, "no writable TMPDIR?")
+        XCTAssertGreaterThan(spill.byteCount, 0)
+        let plain = OffloadController.Component.allCases.flatMap { pipe.offloadController.registry($0).storages }
+        let loadsAfterFirst = plain.reduce(0) { $0 + $1.loadCount }
+        let spilledAfterFirst = spill.byteCount
+        XCTAssertEqual(try pipe.generate(Self.request(steps: 3)), reference)
+        XCTAssertEqual(plain.reduce(0) { $0 + $1.loadCount }, loadsAfterFirst, "weights re-read from the checkpoint")
+        XCTAssertEqual(spill.byteCount, spilledAfterFirst, "a copy was spilled twice")
+    }
+
     /// Resident mode drops a weight's plain bytes once oneDNN's packed copy exists; the model still computes the same.
     func testResidentModeDropsPlainBytesAfterPacking() throws {
         let pipe = try StableDiffusionPipeline(directory: Self.sd1, offload: .none)
