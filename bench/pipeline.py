@@ -24,6 +24,8 @@ Configurations (name: diffusers / ours; a side is skipped when it has no equival
   bf16-sliced     bf16 + pipe.enable_attention_slicing()     / --dtype bf16 --attention sliced
   fp32-offload    (skipped: model offload is meaningless on CPU) / --dtype fp32 --offload model
   fp32-seqoffload (skipped)                                  / --dtype fp32 --offload sequential
+  bf16-seqoffload (skipped)                                  / --dtype bf16 --offload sequential (default budget)
+  bf16-seqoffload-40 (skipped)                               / ... --offload-budget 40
   bf16-vae-tiling bf16 + pipe.vae.enable_tiling()            / --dtype bf16 --vae-tiling
   bf16-vae-slicing bf16 + pipe.vae.enable_slicing()          / --dtype bf16 --vae-slicing
 """
@@ -50,14 +52,16 @@ CONFIGS = {
     "fp32-offload": (None, ["--dtype", "fp32", "--offload", "model"], ["--offload"]),
     "fp32-seqoffload": (None, ["--dtype", "fp32", "--offload", "sequential"], ["--offload"]),
     "bf16-offload": (None, ["--dtype", "bf16", "--offload", "model"], ["--offload"]),
-    "bf16-seqoffload": (None, ["--dtype", "bf16", "--offload", "sequential", "--offload-budget", "160"], ["--offload"]),
+    "bf16-seqoffload": (None, ["--dtype", "bf16", "--offload", "sequential"], ["--offload"]),
+    "bf16-seqoffload-40": (None, ["--dtype", "bf16", "--offload", "sequential", "--offload-budget", "40"], ["--offload"]),
     "bf16-noplan": (None, ["--dtype", "bf16", "--no-plan"], ["--no-plan"]),
     "bf16-nchw": ({"dtype": "bf16"}, ["--dtype", "bf16", "--layout", "nchw"], ["--layout"]),
     "bf16-vae-tiling": ({"dtype": "bf16", "vae_tiling": True}, ["--dtype", "bf16", "--vae-tiling"], ["--vae-tiling"]),
     "bf16-vae-slicing": ({"dtype": "bf16", "vae_slicing": True}, ["--dtype", "bf16", "--vae-slicing"],
                          ["--vae-slicing"]),
 }
-DEFAULT_CONFIGS = ["fp32", "bf16", "bf16-sliced", "bf16-offload", "bf16-seqoffload", "bf16-noplan", "bf16-vae-tiling"]
+DEFAULT_CONFIGS = ["fp32", "bf16", "bf16-sliced", "bf16-offload", "bf16-seqoffload", "bf16-seqoffload-40", "bf16-noplan",
+                   "bf16-vae-tiling"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -222,7 +226,13 @@ def parse_load(log_path):
 
 
 def steps_from_report(rep):
-    """Best effort over a --report JSON whose schema we do not know yet: a list of per-step seconds, or a mean."""
+    """Mean seconds per UNet call from our --report JSON (phases named "step N"), like diffusers' side: every call,
+    the first (which creates primitives and records the plan) included."""
+    phases = rep.get("phases")
+    if isinstance(phases, list):
+        secs = [p["seconds"] for p in phases if isinstance(p, dict) and str(p.get("name", "")).startswith("step ")]
+        if secs:
+            return sum(secs) / len(secs)
     for key in ("step_seconds", "steps_s", "step_s", "unet_steps_s", "steps"):
         v = rep.get(key)
         if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v):
