@@ -173,6 +173,16 @@ public final class Storage: @unchecked Sendable {
         return freed
     }
 
+    /// Bytes `prefetch()` will bring in: the spilled derived copies when only those are read, else the plain bytes
+    /// plus as much again for the packed copy the op will make from them.
+    public var prefetchBytes: Int {
+        if releasesPlainWhenDerived {
+            let spilled = attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
+            if !spilled.isEmpty { return spilled.reduce(0) { $0 + $1.byteCount } }
+        }
+        return 2 * byteCount
+    }
+
     /// Brings in what the next use will read: the spilled derived copies when the plain bytes are only kept for
     /// rebuilding them (`releasesPlainWhenDerived`), else the plain bytes. For prefetching.
     public func prefetch() {

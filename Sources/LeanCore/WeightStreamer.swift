@@ -170,8 +170,7 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
                     let nid = order[(p + k) % order.count]
                     guard let n = s.entries[nid] else { continue }
                     if n.resident || n.inFlight || victims.contains(where: { $0 === n.storage }) { continue }
-                    // Plain bytes, and as much again for the packed copy the op will make.
-                    let cost = 2 * n.storage.byteCount
+                    let cost = n.storage.prefetchBytes
                     if planned + cost > budgetBytes { break }
                     planned += cost
                     s.entries[nid]!.inFlight = true
