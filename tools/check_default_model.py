@@ -75,6 +75,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(REPO, "Models", "tiny-sd"))
     ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--validation", action="store_true",
+                    help="held-out prompts disjoint from the test set, for choosing --guidance/--steps without "
+                         "looking at the test prompts")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--seed-base", type=int, default=1000)
@@ -89,7 +92,9 @@ def main():
     pipe = StableDiffusionPipeline.from_pretrained(args.model, safety_checker=None, requires_safety_checker=False,
                                                    torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    prompts = shapes.held_out_prompts(args.prompts)
+    if args.validation and args.write_fixture:
+        sys.exit("--write-fixture records the test set: drop --validation")
+    prompts = (shapes.validation_prompts(args.prompts) if args.validation else shapes.held_out_prompts(args.prompts))
     images, ok = [], 0
     for i, p in enumerate(prompts):
         p["seed"] = args.seed_base + i

@@ -176,6 +176,14 @@ def held_out_prompts(n=20, seed=1234):
             for c in picked]
 
 
+def validation_prompts(n=20, seed=99, test_count=20):
+    """`n` held-out prompts that are not among the test prompts (`held_out_prompts(test_count)`): for choosing
+    sampling settings without looking at the test set. Same dict form."""
+    test = {p["prompt"] for p in held_out_prompts(test_count)}
+    pool = [p for p in held_out_prompts(10_000, seed=seed) if p["prompt"] not in test]
+    return [pool[i] for i in np.random.RandomState(seed).permutation(len(pool))[:n]]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
