@@ -60,7 +60,8 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     public let spill: SpillFile?
 
     /// Sets the process's `BufferPool` to `budgetBytes` (see there: reloads reuse evicted buffers instead of
-    /// faulting in new pages every step); it goes back to 0 when the streamer goes away.
+    /// faulting in new pages every step); it goes back to 0 when the streamer goes away. The pool is process-wide:
+    /// with several streaming pipelines alive, the last one set it (only speed depends on it, never results).
     public init(budgetBytes: Int, lookahead: Int = 8, spill: SpillFile? = nil) {
         self.budgetBytes = budgetBytes
         self.lookahead = lookahead
