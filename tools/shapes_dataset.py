@@ -100,6 +100,10 @@ def render(colour, shape, background, centres, radius):
     return img.resize((SIZE, SIZE), Image.LANCZOS)
 
 
+# "simple": one circle, anywhere (the colour words only); a sanity check for the training loop.
+MODE = {"simple": False}
+
+
 def sample_spec(rng):
     """Draws one caption combination (uniform over the grammar, held-out ones redrawn)."""
     while True:
@@ -110,6 +114,8 @@ def sample_spec(rng):
             continue
         shape = SHAPES[rng.randint(len(SHAPES))]
         position = POSITION_NAMES[rng.randint(len(POSITION_NAMES))] if rng.rand() < 2 / 3 else None
+        if MODE["simple"]:
+            count, shape, position = "a", "circle", None
         if not is_held_out(count, colour, shape, background, position):
             return count, colour, shape, background, position
 

@@ -177,6 +177,9 @@ def main():
     ap.add_argument("--vae-down", type=int, default=4, choices=[4, 8])
     ap.add_argument("--vae-channels", default="32,64,64,64", help="VAE block_out_channels (norm groups 16)")
     ap.add_argument("--vae-batch", type=int, default=32)
+    ap.add_argument("--vae-from", default=None, help="take the trained VAE (and scaling factor) from this state file")
+    ap.add_argument("--simple-data", action="store_true",
+                    help="sanity check of the loop: captions 'a <colour> circle on a <colour> background' only")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -209,6 +212,15 @@ def main():
         vae.register_to_config(scaling_factor=state["scaling_factor"])
         data_index, vae_done, step = state["data_index"], state["vae_done"], state["step"]
         log(f"resumed from {state_path}: step {step}, data index {data_index}, vae done {vae_done}")
+
+    if args.simple_data:
+        shapes.MODE["simple"] = True
+    if args.vae_from and state is None:
+        vs = torch.load(args.vae_from, weights_only=False)
+        vae.load_state_dict(vs["vae"])
+        vae.register_to_config(scaling_factor=vs["scaling_factor"])
+        vae_done = True
+        log(f"VAE from {args.vae_from} (scaling_factor {vs['scaling_factor']:.5f})")
 
     stop = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("now", True))
