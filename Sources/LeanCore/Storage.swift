@@ -173,11 +173,16 @@ public final class Storage: @unchecked Sendable {
         return freed
     }
 
+    /// Derived copies that live in a spill file (evictable), read back instead of being rebuilt.
+    private var spilledDerived: [Storage] {
+        attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
+    }
+
     /// Bytes `prefetch()` will bring in: the spilled derived copies when only those are read, else the plain bytes
     /// plus as much again for the packed copy the op will make from them.
     public var prefetchBytes: Int {
         if releasesPlainWhenDerived {
-            let spilled = attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
+            let spilled = spilledDerived
             if !spilled.isEmpty { return spilled.reduce(0) { $0 + $1.byteCount } }
         }
         return 2 * byteCount
@@ -187,7 +192,7 @@ public final class Storage: @unchecked Sendable {
     /// rebuilding them (`releasesPlainWhenDerived`), else the plain bytes. For prefetching.
     public func prefetch() {
         if releasesPlainWhenDerived {
-            let spilled = attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
+            let spilled = spilledDerived
             if !spilled.isEmpty {
                 for d in spilled { d.load() }
                 return

@@ -5,11 +5,7 @@ import LeanDiffusion
 final class ExecutionPlanTests: XCTestCase {
     func testPlannedUNetMatchesUnplanned() throws {
         let dir = PipelineTests.fixtures.appendingPathComponent("sd1-tiny").path
-        var request = GenerationRequest(prompt: "a red circle on a blue background", negativePrompt: "blurry")
-        request.steps = 6
-        request.seed = 42
-        request.width = 64
-        request.height = 64
+        let request = PipelineTests.tinyRequest(steps: 6)
         for layout in [Layout.nhwc, .nchw] {
             let planned = try StableDiffusionPipeline(directory: dir, policy: ComputePolicy(layout: layout))
             let unplanned = try StableDiffusionPipeline(directory: dir, policy: ComputePolicy(layout: layout))

@@ -47,6 +47,16 @@ final class PipelineTests: XCTestCase {
         }
     }
 
+    /// The request the technique tests share: a 64x64 image of sd1-tiny, seed 42, with a negative prompt.
+    static func tinyRequest(steps: Int) -> GenerationRequest {
+        var request = GenerationRequest(prompt: "a red circle on a blue background", negativePrompt: "blurry")
+        request.steps = steps
+        request.seed = 42
+        request.width = 64
+        request.height = 64
+        return request
+    }
+
     static func psnr(_ a: RGBImage, _ b: RGBImage) -> (psnr: Double, maxDiff: Int) {
         var se = 0.0, maxDiff = 0
         for i in 0..<a.pixels.count {

@@ -6,11 +6,7 @@ import LeanDiffusion
 final class PrecisionTests: XCTestCase {
     func testHalfPrecisionImagesAgainstFP32() throws {
         let dir = PipelineTests.fixtures.appendingPathComponent("sd1-tiny").path
-        var request = GenerationRequest(prompt: "a red circle on a blue background", negativePrompt: "blurry")
-        request.steps = 8
-        request.seed = 42
-        request.width = 64
-        request.height = 64
+        let request = PipelineTests.tinyRequest(steps: 8)
         let reference = try StableDiffusionPipeline(directory: dir).generate(request)[0]
         for (dtype, minimum) in [(DType.f16, 50.0), (DType.bf16, 35.0)] {
             let image = try StableDiffusionPipeline(directory: dir, policy: ComputePolicy(dtype: dtype)).generate(request)[0]
