@@ -96,6 +96,7 @@ def main():
         sys.exit("--write-fixture records the test set: drop --validation")
     prompts = (shapes.validation_prompts(args.prompts) if args.validation else shapes.held_out_prompts(args.prompts))
     images, ok = [], 0
+    attr = {"background": 0, "colour": 0, "position": 0}
     for i, p in enumerate(prompts):
         p["seed"] = args.seed_base + i
         g = torch.Generator("cpu").manual_seed(p["seed"])
@@ -106,9 +107,14 @@ def main():
         got = analyse(img)
         good = agrees(p, got)
         ok += good
+        for k in attr:
+            attr[k] += p[k] is not None and got[k] == p[k]
         print(f"{'ok  ' if good else 'FAIL'} {p['prompt']!r}: shape {got['colour']} on {got['background']}, "
               f"at {got['position']} ({got['pixels']} px)", flush=True)
     rate = ok / len(prompts)
+    with_position = sum(p["position"] is not None for p in prompts)
+    print(f"background {attr['background']}/{len(prompts)}, shape colour {attr['colour']}/{len(prompts)}, "
+          f"position {attr['position']}/{with_position}")
     print(f"agreement {ok}/{len(prompts)} = {rate:.2f} (diffusers, {args.steps} steps, guidance {args.guidance})")
     if args.grid:
         from PIL import Image

@@ -21,7 +21,6 @@ Takes ~1-2 minutes and ~8 GB of RAM on a 2-core machine.
 
 import argparse
 import json
-import math
 import os
 import resource
 import shutil
@@ -33,6 +32,9 @@ from safetensors.torch import load_file, save_file
 
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from random_weights import reinit_  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TOKENIZER_SRC = os.path.join(REPO, "Models", "clip-tokenizer")
@@ -123,38 +125,6 @@ T0 = time.time()
 def log(*a):
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"[{time.time() - T0:6.1f}s, peak RSS {rss:6.0f} MB]", *a, flush=True)
-
-
-def reinit_(model: torch.nn.Module, seed: int):
-    """Overwrite every parameter with scaled Gaussian noise; raise on a parameter of an unexpected kind."""
-    g = torch.Generator("cpu").manual_seed(seed)
-    seen = set()
-    with torch.no_grad():
-        for mname, mod in model.named_modules():
-            for pname, p in mod.named_parameters(recurse=False):
-                full = f"{mname}.{pname}" if mname else pname
-                seen.add(full)
-                r = torch.randn(p.shape, generator=g, dtype=torch.float32)
-                if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-                    if pname == "weight":
-                        p.copy_(r.mul_(1.0 / math.sqrt(math.prod(p.shape[1:]))))
-                    elif pname == "bias":
-                        p.copy_(r.mul_(0.1))
-                    else:
-                        raise ValueError(full)
-                elif isinstance(mod, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
-                    if pname == "weight":
-                        p.copy_(r.mul_(0.1).add_(1.0))
-                    elif pname == "bias":
-                        p.copy_(r.mul_(0.1))
-                    else:
-                        raise ValueError(full)
-                elif isinstance(mod, torch.nn.Embedding):
-                    p.copy_(r.mul_(0.5))
-                else:
-                    raise ValueError(f"unhandled parameter {full} in {type(mod).__name__}")
-    all_names = {n for n, _ in model.named_parameters()}
-    assert all_names == seen, all_names ^ seen
 
 
 def half_state_dict(model):

@@ -21,7 +21,6 @@ Requires torch, diffusers (0.42), transformers (5.x), safetensors.  CPU only.
 import argparse
 import copy
 import json
-import math
 import os
 import shutil
 import sys
@@ -44,6 +43,9 @@ from diffusers import (
 )
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from random_weights import reinit_  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FIXTURES = os.path.join(REPO, "Tests", "LeanDiffusionTests", "Fixtures", "pipelines")
@@ -111,43 +113,6 @@ def log(*a):
 
 # --------------------------------------------------------------------------------------------
 # model construction
-
-
-def reinit_(model: torch.nn.Module, seed: int):
-    """Overwrite EVERY parameter with scaled Gaussian noise so that no path is dead.
-
-    Linear/Conv weights ~ N(0, 1/fan_in), biases ~ 0.1 N(0,1), norm weights 1 + 0.1 N(0,1),
-    norm biases 0.1 N(0,1), embeddings 0.5 N(0,1).  Raises on any parameter of another kind.
-    """
-    g = torch.Generator("cpu").manual_seed(seed)
-    seen = set()
-    with torch.no_grad():
-        for mname, mod in model.named_modules():
-            for pname, p in mod.named_parameters(recurse=False):
-                full = f"{mname}.{pname}" if mname else pname
-                seen.add(full)
-                r = torch.randn(p.shape, generator=g, dtype=torch.float32)
-                if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-                    if pname == "weight":
-                        fan_in = int(np.prod(p.shape[1:]))
-                        p.copy_(r / math.sqrt(fan_in))
-                    elif pname == "bias":
-                        p.copy_(0.1 * r)
-                    else:
-                        raise ValueError(full)
-                elif isinstance(mod, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
-                    if pname == "weight":
-                        p.copy_(1.0 + 0.1 * r)
-                    elif pname == "bias":
-                        p.copy_(0.1 * r)
-                    else:
-                        raise ValueError(full)
-                elif isinstance(mod, torch.nn.Embedding):
-                    p.copy_(0.5 * r)
-                else:
-                    raise ValueError(f"unhandled parameter {full} in {type(mod).__name__}")
-    all_names = {n for n, _ in model.named_parameters()}
-    assert all_names == seen, all_names ^ seen
 
 
 def count_zero_params(model):

@@ -82,7 +82,10 @@ def build_models(args):
         down_block_types=["CrossAttnDownBlock2D"] * len(chans),
         up_block_types=["CrossAttnUpBlock2D"] * len(chans),
         block_out_channels=chans, layers_per_block=args.unet_layers, cross_attention_dim=args.text_hidden,
-        attention_head_dim=8, norm_num_groups=32)
+        # Heads per block (diffusers' `attention_head_dim` is the head count): 16-channel heads. With SD's default of 8
+        # heads, a 32-channel level gets 4-dimensional heads, whose dot products barely separate the caption's tokens;
+        # 16-dimensional ones learned to follow the prompt several times faster here, and train 1.6x faster on a CPU.
+        attention_head_dim=[int(h) for h in args.heads.split(",")], norm_num_groups=args.norm_groups)
     return text_encoder, vae, unet
 
 
@@ -135,6 +138,59 @@ def save_pipeline(out, text_encoder, vae, unet, max_mb):
     return dtype, total
 
 
+def shape_weights(x, weight):
+    """Per-pixel loss weights: 1 + `weight` on pixels away from the image's border colour (the shapes). Shapes cover
+    ~5% of an image, so a plain mean lets the VAE trade their colour for a sharper background."""
+    border = torch.cat([x[:, :, :2].flatten(2), x[:, :, -2:].flatten(2)], 2).median(dim=2).values[:, :, None, None]
+    return 1.0 + weight * ((x - border).abs().sum(1, keepdim=True) > 0.3).float()
+
+
+@torch.no_grad()
+def reconstruction_report(vae, seed, n=64):
+    """Mean absolute error (0-255) of VAE reconstructions of fresh samples: all pixels and shape pixels."""
+    images, _ = shapes.batch(seed, 10_000_000, n)
+    x = to_tensor(images)
+    rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
+    err = (rec - x).abs().mean(1, keepdim=True) * 127.5
+    mask = shape_weights(x, 1.0) > 1
+    return f"reconstruction error {err.mean():.2f}/255 (shape pixels {err[mask].mean():.2f}/255)"
+
+
+class LatentCache:
+    """Samples 0..<n of data set `seed`, VAE-encoded once: the first pass over them encodes as it goes (no start-up
+    wait), later batches are random draws from memory. Keeps the posterior's mean and std, so every draw is a fresh
+    `latent_dist.sample()` as without the cache; saves the rendering and the encoder (~25% of a step)."""
+
+    def __init__(self, n, seed, vae, tokenizer, autocast):
+        self.n, self.seed, self.vae, self.tokenizer, self.autocast = n, seed, vae, tokenizer, autocast
+        self.filled = 0
+        self.mean = self.std = self.ids = None
+        self.gen = torch.Generator().manual_seed(seed + 17)
+
+    def _fill(self, count):
+        images, captions = shapes.batch(self.seed, self.filled, count)
+        with torch.no_grad(), self.autocast():
+            dist = self.vae.encode(to_tensor(images)).latent_dist
+        mean, std, ids = dist.mean.float(), dist.std.float(), tokenize(self.tokenizer, captions)
+        if self.mean is None:
+            self.mean = torch.empty((self.n,) + mean.shape[1:])
+            self.std = torch.empty_like(self.mean)
+            self.ids = torch.empty((self.n, ids.shape[1]), dtype=ids.dtype)
+        rows = slice(self.filled, self.filled + count)
+        self.mean[rows], self.std[rows], self.ids[rows] = mean, std, ids
+        self.filled += count
+        return rows
+
+    def batch(self, size, step):
+        if self.filled < self.n:
+            rows = self._fill(min(size, self.n - self.filled))
+            mean, std, ids = self.mean[rows], self.std[rows], self.ids[rows]
+        else:
+            pick = torch.randint(0, self.n, (size,), generator=self.gen)
+            mean, std, ids = self.mean[pick], self.std[pick], self.ids[pick]
+        return mean + std * torch.randn(mean.shape, generator=self.gen), ids.clone()
+
+
 class EMA:
     def __init__(self, models, decay):
         self.decay = decay
@@ -156,16 +212,16 @@ def main():
     ap.add_argument("--state", default=None, help="training state file (default: /tmp/<out name>-train-state.pt)")
     ap.add_argument("--resume", action="store_true", help="continue from --state (skips the VAE phase if done)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-fraction", type=float, default=0.2, help="share of --minutes for the VAE phase")
     ap.add_argument("--vae-max-minutes", type=float, default=25.0)
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast forward passes")
     ap.add_argument("--kl-weight", type=float, default=1e-6)
-    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--uncond", type=float, default=0.1, help="share of empty captions")
-    ap.add_argument("--offset-noise", type=float, default=0.1,
+    ap.add_argument("--offset-noise", type=float, default=0.15,
                     help="std of a per-(sample, channel) constant added to the noise (0 = plain DDPM noise)")
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
     ap.add_argument("--log-every", type=int, default=10)
@@ -174,9 +230,17 @@ def main():
     ap.add_argument("--text-layers", type=int, default=3)
     ap.add_argument("--unet-channels", default="32,64,128")
     ap.add_argument("--unet-layers", type=int, default=1)
+    ap.add_argument("--heads", default="2,4,8", help="attention heads per UNet block")
+    ap.add_argument("--norm-groups", type=int, default=16,
+                    help="UNet group norm groups: 16 keeps 2+ channels a group, so the first level's norms do not "
+                         "erase each channel's mean (the background colour)")
+    ap.add_argument("--cache", type=int, default=48_000,
+                    help="phase 2 draws from this many samples, rendered and VAE-encoded once (first epoch) and kept "
+                         "in memory as latent mean/std; 0 = a new sample every time")
     ap.add_argument("--vae-down", type=int, default=4, choices=[4, 8])
-    ap.add_argument("--vae-channels", default="32,64,64,64", help="VAE block_out_channels (norm groups 16)")
-    ap.add_argument("--vae-batch", type=int, default=32)
+    ap.add_argument("--vae-channels", default="16,32,64,64", help="VAE block_out_channels (norm groups 16)")
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--vae-shape-weight", type=float, default=4.0, help="extra loss weight of shape pixels")
     ap.add_argument("--vae-from", default=None, help="take the trained VAE (and scaling factor) from this state file")
     ap.add_argument("--simple-data", action="store_true",
                     help="sanity check of the loop: captions 'a <colour> circle on a <colour> background' only")
@@ -239,10 +303,15 @@ def main():
         vstep, t0 = 0, time.time()
         while time.time() - start < vae_budget and not stop["now"]:
             x, _ = next_batch(args.vae_batch)
+            # cosine decay over the phase: the last steps settle the colours
+            progress = min(1.0, (time.time() - start) / vae_budget)
+            for g in opt.param_groups:
+                g["lr"] = args.vae_lr * min(1.0, (vstep + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
             with autocast():
                 post = vae.encode(x).latent_dist
                 rec = vae.decode(post.sample()).sample.float()
-            l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
+            w = shape_weights(x, args.vae_shape_weight)
+            l1, mse = (w * (rec - x).abs()).mean(), (w * (rec - x) ** 2).mean()
             kl = post.kl().mean()
             loss = l1 + mse + args.kl_weight * kl
             opt.zero_grad(set_to_none=True)
@@ -250,7 +319,7 @@ def main():
             opt.step()
             vstep += 1
             if vstep % args.log_every == 0 or vstep == 1:
-                log(f"vae step {vstep}: l1 {l1.item():.4f} mse {mse.item():.4f} kl {kl.item():.1f} "
+                log(f"vae step {vstep}: weighted l1 {l1.item():.4f} mse {mse.item():.4f} kl {kl.item():.1f} "
                     f"({(time.time() - t0) / vstep:.2f} s/step)")
         vae.eval()
         with torch.no_grad():
@@ -258,7 +327,9 @@ def main():
             sf = float(1.0 / lat.flatten().std())
         vae.register_to_config(scaling_factor=sf)
         vae_done = True
-        log(f"vae done after {vstep} steps; latent std {1 / sf:.4f} -> scaling_factor {sf:.5f}")
+        log(f"vae done after {vstep} steps; latent std {1 / sf:.4f} -> scaling_factor {sf:.5f}; "
+            f"{reconstruction_report(vae, args.seed + 1)}")
+        torch.save({"vae": vae.state_dict(), "scaling_factor": sf}, state_path + ".vae.pt")
     vae.eval().requires_grad_(False)
     sf = vae.config.scaling_factor
 
@@ -287,13 +358,18 @@ def main():
 
     last_ckpt, t0, first, running = time.time(), time.time(), step, []
     phase2_start = time.time()
+    cache = LatentCache(args.cache, args.seed, vae, tokenizer, autocast)
     while time.time() - start < budget and not stop["now"]:
-        x, captions = next_batch(args.batch)
-        ids = tokenize(tokenizer, captions)
-        drop = torch.rand(len(captions)) < args.uncond
+        if args.cache:
+            latents, ids = cache.batch(args.batch, step)
+            latents = latents * sf
+        else:
+            x, captions = next_batch(args.batch)
+            ids = tokenize(tokenizer, captions)
+            with torch.no_grad(), autocast():
+                latents = vae.encode(x).latent_dist.sample().float() * sf
+        drop = torch.rand(len(ids)) < args.uncond
         ids[drop] = empty_ids
-        with torch.no_grad(), autocast():
-            latents = vae.encode(x).latent_dist.sample().float() * sf
         noise = torch.randn_like(latents)
         if args.offset_noise > 0:
             # Offset noise: SD's schedule leaves ~7% of the signal at t=999, and on 16x16 latents the mean of pure

@@ -5,20 +5,14 @@ import Glibc
 #endif
 import LeanCore
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// Best of `reps` timed runs after one warm-up (primitive creation and weight packing happen in the warm-up).
 func time(_ reps: Int, _ body: () -> Void) -> Double {
     body()
     var best = Double.infinity
     for _ in 0..<reps {
-        let t0 = now()
+        let t0 = ContinuousClock.now
         body()
-        best = min(best, now() - t0)
+        best = min(best, (ContinuousClock.now - t0).inSeconds)
     }
     return best
 }

@@ -72,13 +72,12 @@ struct PhaseClock {
         MemoryTracker.shared.resetPeak()
         let start = clock.now
         let result = try body()
-        let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let rss = Self.currentRSS()
+        let seconds = (clock.now - start).inSeconds
+        let rss = ProcessMemory.currentRSSBytes()
         phases.append(PhaseReport(name: name, seconds: seconds,
                                   peakTrackedBytes: Self.tracked { MemoryTracker.shared.peak($0) },
                                   endTrackedBytes: Self.tracked { MemoryTracker.shared.current($0) },
-                                  peakRSSBytes: max(Self.peakRSS(), rss), endRSSBytes: rss))
+                                  peakRSSBytes: max(ProcessMemory.peakRSSBytes(), rss), endRSSBytes: rss))
         return result
     }
 
@@ -87,12 +86,15 @@ struct PhaseClock {
         for d in [Device.cpu] { out[d.description] = value(d) }
         return out
     }
+}
 
+/// This process's memory as the kernel sees it: what `--report` and the benches print as peak RSS.
+public enum ProcessMemory {
     /// The process's peak RSS. On Linux this is VmHWM of /proc/self/status, which belongs to this program's address
     /// space: `ru_maxrss` also counts the parent's RSS when the parent forked or vforked us (it is carried across
     /// exec), so a CLI started from a large process (a Python bench that imported torch) would report the parent's
     /// size as its own floor.
-    static func peakRSS() -> Int {
+    public static func peakRSSBytes() -> Int {
         #if os(Linux)
         if let hwm = statusKiB("VmHWM:") { return hwm * 1024 }
         var u = rusage()
@@ -118,7 +120,7 @@ struct PhaseClock {
         return nil
     }
 
-    static func currentRSS() -> Int {
+    public static func currentRSSBytes() -> Int {
         guard let f = fopen("/proc/self/statm", "r") else { return 0 }
         defer { fclose(f) }
         var size = 0, resident = 0

@@ -283,8 +283,7 @@ public final class StableDiffusionPipeline {
                     noise = mixed
                 }
                 latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
-                let elapsed = clock.now - stepStart
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                let seconds = (clock.now - stepStart).inSeconds
                 if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
                     throw PipelineError.cancelled
                 }
