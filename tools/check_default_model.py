@@ -16,7 +16,8 @@ A prompt agrees when shape colour, background and (if the prompt names one) posi
     python3 tools/check_default_model.py --model Models/tiny-sd --write-fixture      # + the Swift test's fixture
     python3 tools/check_default_model.py --model /tmp/tiny-sd --grid /tmp/grid.png   # + a picture of the results
 
---write-fixture records prompts, seeds, settings, the palette/regions, the sha256 and size of the UNet weights and
+--write-fixture also writes MODEL/lean_diffusion.json (this --guidance and --steps: the CLI's defaults for the
+model) and records prompts, seeds, settings, the palette/regions, the sha256 and size of the UNet weights and
 threshold = the measured rate (minus --slack prompts) in Tests/LeanDiffusionTests/Fixtures/default-model/eval.json.
 """
 import argparse
@@ -33,6 +34,8 @@ import shapes_dataset as shapes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO, "Tests", "LeanDiffusionTests", "Fixtures", "default-model", "eval.json")
+# 40 prompts: at a 90% bar one failure moves the rate by 2.5 points, not 5.
+TEST_PROMPTS = 40
 DISTANCE = 80.0
 MIN_PIXELS = 8
 
@@ -74,7 +77,8 @@ def unet_sha256(model):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(REPO, "Models", "tiny-sd"))
-    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--prompts", type=int, default=TEST_PROMPTS,
+                    help="how many prompts (the test set is always the first TEST_PROMPTS held-out ones)")
     ap.add_argument("--validation", action="store_true",
                     help="held-out prompts disjoint from the test set, for choosing --guidance/--steps without "
                          "looking at the test prompts")
@@ -94,7 +98,8 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     if args.validation and args.write_fixture:
         sys.exit("--write-fixture records the test set: drop --validation")
-    prompts = (shapes.validation_prompts(args.prompts) if args.validation else shapes.held_out_prompts(args.prompts))
+    prompts = (shapes.validation_prompts(args.prompts, test_count=TEST_PROMPTS) if args.validation
+               else shapes.held_out_prompts(TEST_PROMPTS)[:args.prompts])
     images, ok = [], 0
     attr = {"background": 0, "colour": 0, "position": 0}
     for i, p in enumerate(prompts):
@@ -140,6 +145,11 @@ def main():
         with open(FIXTURE, "w") as f:
             json.dump(fixture, f, indent=1)
         print(f"wrote {FIXTURE} (threshold {fixture['threshold']:.2f})")
+        # the settings measured here become what `lean-diffusion generate` uses on this model without options
+        defaults = os.path.join(args.model, "lean_diffusion.json")
+        with open(defaults, "w") as f:
+            json.dump({"guidance_scale": args.guidance, "num_inference_steps": args.steps}, f, indent=1)
+        print(f"wrote {defaults}")
 
 
 if __name__ == "__main__":

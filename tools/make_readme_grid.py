@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Draws the README's grid with LeanDiffusion itself: each prompt below through `lean-diffusion generate` on the
-default model (Models/tiny-sd), PNGs to docs/default-model/, and prints the Markdown table for the README.
+default model (Models/tiny-sd), PNGs to docs/default-model/, and prints the Markdown table for the README. The
+last row's prompts are held out of training (tools/shapes_dataset.py).
 
     swift build -c release --product lean-diffusion
     python3 tools/make_readme_grid.py [--binary .build/release/lean-diffusion]
@@ -8,6 +9,10 @@ default model (Models/tiny-sd), PNGs to docs/default-model/, and prints the Mark
 import argparse
 import os
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shapes_dataset as shapes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = [
@@ -30,11 +35,13 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cells = []
-    for i, prompt in enumerate(PROMPTS):
+    # the last row: combinations the model never saw in training (the first of the test's held-out prompts)
+    held_out = [p["prompt"] for p in shapes.held_out_prompts(40)[:4]]
+    for i, prompt in enumerate(PROMPTS + held_out):
         path = os.path.join(args.out, f"{i:02d}.png")
         subprocess.run([args.binary, "generate", "--prompt", prompt, "--seed", str(args.seed), "--quiet",
                         "--output", path], check=True)
-        cells.append((os.path.relpath(path, REPO), prompt))
+        cells.append((os.path.relpath(path, REPO), prompt + (" (held out)" if prompt in held_out else "")))
     cols = 4
     print("| " + " | ".join(f'<img src="{p}" width="128">' for p, _ in cells[:cols]) + " |")
     print("|" + "---|" * cols)

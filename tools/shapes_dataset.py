@@ -101,7 +101,7 @@ def render(colour, shape, background, centres, radius):
 
 
 # "simple": one circle, anywhere (the colour words only); a sanity check for the training loop.
-MODE = {"simple": False}
+MODE = {"simple": False, "position_share": 2 / 3}
 
 
 def sample_spec(rng):
@@ -113,7 +113,7 @@ def sample_spec(rng):
         if background == colour:
             continue
         shape = SHAPES[rng.randint(len(SHAPES))]
-        position = POSITION_NAMES[rng.randint(len(POSITION_NAMES))] if rng.rand() < 2 / 3 else None
+        position = POSITION_NAMES[rng.randint(len(POSITION_NAMES))] if rng.rand() < MODE["position_share"] else None
         if MODE["simple"]:
             count, shape, position = "a", "circle", None
         if not is_held_out(count, colour, shape, background, position):

@@ -97,11 +97,11 @@ struct Generate: ParsableCommand {
     @Option(help: "Output PNG; with --count > 1, FILE-0.png, FILE-1.png, ...")
     var output: String = "out.png"
 
-    @Option(help: "Denoising steps.")
-    var steps: Int = 30
+    @Option(help: "Denoising steps (default: the model folder's lean_diffusion.json, else 30).")
+    var steps: Int?
 
-    @Option(help: "Classifier-free guidance scale (off at or below 1).")
-    var guidance: Float = 7.5
+    @Option(help: "Classifier-free guidance scale, off at or below 1 (default: the model folder's lean_diffusion.json, else 7.5).")
+    var guidance: Float?
 
     @Option(help: "Seed of torch.Generator(\"cpu\"); the same seed gives diffusers' latents.")
     var seed: UInt64?
@@ -166,7 +166,7 @@ struct Generate: ParsableCommand {
     func validate() throws {
         if let w = width, w <= 0 || w % 8 != 0 { throw ValidationError("--width must be a positive multiple of 8 (got \(w))") }
         if let h = height, h <= 0 || h % 8 != 0 { throw ValidationError("--height must be a positive multiple of 8 (got \(h))") }
-        if steps < 1 { throw ValidationError("--steps must be at least 1 (got \(steps))") }
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1 (got \(steps))") }
         if count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
         guard parsedDType != nil else { throw ValidationError("--dtype must be fp32, fp16 or bf16 (got \(dtype))") }
         guard parsedAttention != nil else {
@@ -214,15 +214,17 @@ struct Generate: ParsableCommand {
         let policy = ComputePolicy(dtype: parsedDType!, layout: layout, attention: parsedAttention!)
         let pipeline: StableDiffusionPipeline
         // Errors propagate to ArgumentParser, which prints "Error: <description>" and exits with status 1.
-        pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
+        let folder = model ?? Embedded.defaultModel
+        let recommended = try SamplingDefaults(directory: folder)
+        pipeline = try StableDiffusionPipeline(directory: folder, policy: policy,
                                                variant: variant, offload: offload,
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
                                                logger: logger)
         pipeline.planUNet = !noPlan
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
-        request.steps = steps
-        request.guidanceScale = guidance
+        request.steps = steps ?? recommended.steps ?? 30
+        request.guidanceScale = guidance ?? recommended.guidanceScale ?? 7.5
         request.width = width
         request.height = height
         request.imagesPerPrompt = count

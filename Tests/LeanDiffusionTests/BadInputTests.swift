@@ -27,6 +27,24 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// lean_diffusion.json is optional; a malformed one is named in the error rather than silently ignored.
+    func testSamplingDefaultsFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lean-defaults-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try SamplingDefaults(directory: dir), SamplingDefaults())
+        let file = dir + "/" + SamplingDefaults.fileName
+        func write(_ text: String) { FileManager.default.createFile(atPath: file, contents: Data(text.utf8)) }
+        write(#"{"guidance_scale": 2.5}"#)
+        XCTAssertEqual(try SamplingDefaults(directory: dir), SamplingDefaults(guidanceScale: 2.5))
+        write(#"{"guidance_scale": "high"}"#)
+        assertError("lean_diffusion.json") { _ = try SamplingDefaults(directory: dir) }
+        write(#"{"num_inference_steps": 0}"#)
+        assertError("num_inference_steps") { _ = try SamplingDefaults(directory: dir) }
+        write("[1, 2")
+        assertError("lean_diffusion.json") { _ = try SamplingDefaults(directory: dir) }
+    }
+
     func testMissingFolder() {
         assertError("not found") { _ = try StableDiffusionPipeline(directory: "/nonexistent/model") }
     }
