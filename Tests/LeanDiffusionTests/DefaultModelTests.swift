@@ -6,9 +6,10 @@ import FoundationEssentials
 
 /// The embedded default model (Models/tiny-sd, trained by tools/train_default_model.py on the synthetic shapes of
 /// tools/shapes_dataset.py) draws what it is asked: for held-out prompts ("two green triangles on a white background,
-/// top left"), the shape's colour, the background and the position of the shape's mass are as asked, at least as
-/// often as diffusers' output of the same model (Fixtures/default-model/eval.json, written by
-/// `tools/check_default_model.py --write-fixture`, which uses the same analysis).
+/// top left"), the shape's colour, the background and the position of the shape's mass are as asked in at least
+/// `threshold` of the cases: diffusers' rate on the same model less a slack of two prompts, 0.90 for the committed model
+/// (38/40), the issue's bar (Fixtures/default-model/eval.json, written by `tools/check_default_model.py
+/// --write-fixture`, which uses the same analysis; the UNet file's size is checked, its sha256 recorded).
 final class DefaultModelTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let fixture = root.appendingPathComponent("Fixtures/default-model/eval.json")
