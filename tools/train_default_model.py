@@ -188,7 +188,7 @@ class LatentCache:
     def __init__(self, n, seed, vae, tokenizer, autocast):
         self.n, self.seed, self.vae, self.tokenizer, self.autocast = n, seed, vae, tokenizer, autocast
         self.filled = 0
-        self.mean = self.std = self.ids = None
+        self.mean = self.std = self.ids = self.labels = None
         self.gen = torch.Generator().manual_seed(seed + 17)
 
     def _fill(self, count):
@@ -207,7 +207,7 @@ class LatentCache:
         self.filled += count
         return rows
 
-    def batch(self, size, step):
+    def batch(self, size):
         if self.filled < self.n:
             rows = self._fill(min(size, self.n - self.filled))
             mean, std, ids, labels = self.mean[rows], self.std[rows], self.ids[rows], self.labels[rows]
@@ -303,12 +303,17 @@ def main():
     data_index = 0  # samples are a pure function of (seed, index): every batch is new
     vae_done, step = False, 0
     state = None
+
+    def take_vae(saved):
+        """The trained VAE and its latent scaling factor from a state file's dict."""
+        vae.load_state_dict(saved["vae"])
+        vae.register_to_config(scaling_factor=saved["scaling_factor"])
+
     if args.resume and os.path.exists(state_path):
         state = torch.load(state_path, weights_only=False)
         text_encoder.load_state_dict(state["text_encoder"])
-        vae.load_state_dict(state["vae"])
+        take_vae(state)
         unet.load_state_dict(state["unet"])
-        vae.register_to_config(scaling_factor=state["scaling_factor"])
         data_index, vae_done, step = state["data_index"], state["vae_done"], state["step"]
         log(f"resumed from {state_path}: step {step}, data index {data_index}, vae done {vae_done}")
 
@@ -317,8 +322,7 @@ def main():
     shapes.MODE["position_share"] = args.position_share
     if args.init_from and state is None:
         init = torch.load(args.init_from, weights_only=False)
-        vae.load_state_dict(init["vae"])
-        vae.register_to_config(scaling_factor=init["scaling_factor"])
+        take_vae(init)
         vae_done = True
         text_encoder.load_state_dict(init["ema_text_encoder"])
         old = init["ema_unet"]
@@ -337,8 +341,7 @@ def main():
         log(f"init from {args.init_from}: VAE, text encoder, {taken}/{len(new)} UNet tensors")
     if args.vae_from and state is None:
         vs = torch.load(args.vae_from, weights_only=False)
-        vae.load_state_dict(vs["vae"])
-        vae.register_to_config(scaling_factor=vs["scaling_factor"])
+        take_vae(vs)
         vae_done = True
         log(f"VAE from {args.vae_from} (scaling_factor {vs['scaling_factor']:.5f})")
 
@@ -418,7 +421,7 @@ def main():
     cache = LatentCache(args.cache, args.seed, vae, tokenizer, autocast)
     while time.time() - start < budget and not stop["now"]:
         if args.cache:
-            latents, ids, labels = cache.batch(args.batch, step)
+            latents, ids, labels = cache.batch(args.batch)
             latents = latents * sf
         else:
             x, captions = next_batch(args.batch)

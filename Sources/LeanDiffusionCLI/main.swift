@@ -214,17 +214,15 @@ struct Generate: ParsableCommand {
         let policy = ComputePolicy(dtype: parsedDType!, layout: layout, attention: parsedAttention!)
         let pipeline: StableDiffusionPipeline
         // Errors propagate to ArgumentParser, which prints "Error: <description>" and exits with status 1.
-        let folder = model ?? Embedded.defaultModel
-        let recommended = try SamplingDefaults(directory: folder)
-        pipeline = try StableDiffusionPipeline(directory: folder, policy: policy,
+        pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
                                                variant: variant, offload: offload,
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
                                                logger: logger)
         pipeline.planUNet = !noPlan
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
-        request.steps = steps ?? recommended.steps ?? 30
-        request.guidanceScale = guidance ?? recommended.guidanceScale ?? 7.5
+        request.steps = steps ?? pipeline.samplingDefaults.steps ?? 30
+        request.guidanceScale = guidance ?? pipeline.samplingDefaults.guidanceScale ?? request.guidanceScale
         request.width = width
         request.height = height
         request.imagesPerPrompt = count

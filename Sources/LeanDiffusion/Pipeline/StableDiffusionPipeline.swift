@@ -62,6 +62,9 @@ public final class StableDiffusionPipeline {
     let offloadController: OffloadController
     /// The init's weight loading, reported as the first phase of every run.
     let loadPhase: PhaseReport
+    /// Guidance and steps the folder recommends (`lean_diffusion.json`; empty when it has none), for callers that
+    /// fill a `GenerationRequest` from user input.
+    public let samplingDefaults: SamplingDefaults
     /// What the last `generate` call did, phase by phase.
     public private(set) var lastReport: RunReport?
     /// Sequential offload's streamer (nil in the other modes).
@@ -118,6 +121,7 @@ public final class StableDiffusionPipeline {
         if sc.clipSample == true { sc.clipSample = false }
         schedulerConfig = sc
         defaultScheduler = SchedulerKind(diffusersClassName: index["scheduler"]!)!
+        samplingDefaults = try SamplingDefaults(directory: directory)
 
         let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
         unetConfig = try UNetConfig.load(from: directory + "/unet")
