@@ -11,10 +11,12 @@ import Darwin
 /// memory-first allocator policy), each reload was a fresh mapping: ~1.7 GB of page faults per SD1.5 step, which
 /// made steps 1.6x the resident time. Without the policy, glibc kept ~800 MB of freed blocks instead. A pool bounded
 /// in bytes keeps both costs small: weight shapes repeat (a UNet has a few dozen distinct sizes), so most loads
-/// reuse a warm buffer. Pooled bytes stay counted by the `MemoryTracker` (they are resident). Capacity 0 (the
-/// default) disables it; the streaming policy sets it to its budget.
-public final class BufferPool: @unchecked Sendable {
-    public static let shared = BufferPool()
+/// reuse a warm buffer. Pooled bytes stay counted by the context's `MemoryTracker` (they are resident). Each
+/// `RuntimeContext` has one; capacity 0 (the default) disables it, and a streaming policy sets it to its budget.
+public final class BufferPool: @unchecked Sendable {  // all state under `state`; `tracker` is immutable
+    let tracker: MemoryTracker
+
+    init(tracker: MemoryTracker) { self.tracker = tracker }
 
     private struct State {
         var capacity = 0
@@ -75,10 +77,12 @@ public final class BufferPool: @unchecked Sendable {
         return dropped
     }
 
+    deinit { release(state.withLock { $0.buffers }) }
+
     private func release(_ buffers: [(size: Int, pointer: UnsafeMutableRawPointer)]) {
         for b in buffers {
             free(b.pointer)
-            MemoryTracker.shared.freed(b.size, on: .cpu)
+            tracker.freed(b.size, on: .cpu)
         }
     }
 }

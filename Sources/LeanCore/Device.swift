@@ -14,7 +14,7 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Byte accounting per device, the analogue of `torch.cuda.memory_allocated` / `max_memory_allocated`: every
-/// tensor storage reports here, so a report can say what the activations and weights really cost, apart from the
+/// tensor storage of a `RuntimeContext` reports to the context's tracker, so a report can say what the activations and weights really cost, apart from the
 /// allocator's and the OS's slack.
 public final class MemoryTracker: Sendable {
     public struct Stats: Sendable, Equatable {
@@ -23,7 +23,6 @@ public final class MemoryTracker: Sendable {
         public var allocations: Int = 0
     }
 
-    public static let shared = MemoryTracker()
     private let stats = Mutex<[Device: Stats]>([:])
 
     public init() {}

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Synchronization
 
 /// A planned ("traced") forward pass: the guide's traced UNet, for a CPU runtime.
 ///
@@ -12,128 +8,206 @@ import Darwin
 /// (greedy best fit, largest first), and on later calls hands out arena slices in the recorded order instead of
 /// calling the allocator: no malloc/free or page faults per op, and a peak equal to the planned arena.
 ///
-/// Only allocations made on the calling thread outside parallel regions are planned (their order is fixed);
-/// buffers still alive when the call returns (its result) are allocated normally, so the caller may keep them.
-/// If a replayed call allocates differently from the recording, the plan gives up and the allocator takes over.
-public final class ExecutionPlan: @unchecked Sendable {
-    public enum Phase: Sendable { case warmUp, recording, replaying, abandoned }
+/// Only activations are planned: allocations on the calling thread outside parallel regions, in the context the
+/// call runs in. Weight copies (packed, converted, reloaded) never come from the arena. Buffers still alive when
+/// the call returns (its result) are allocated normally, so the caller may keep them.
+///
+/// Replay is checked: a slot is handed out only if no buffer overlapping it in the arena is still alive, and an
+/// allocation that differs from the recording (another size, an extra one) gets its own memory. Such a fallback
+/// is per allocation, counted in `fallbacks`, told to `log`, and makes the next call record afresh: a plan is never
+/// dropped for good.
+public final class ExecutionPlan: @unchecked Sendable {  // all mutable state under `state`
+    public enum Phase: Sendable { case warmUp, recording, replaying }
 
-    public private(set) var phase: Phase = .warmUp
-    /// Bytes of the arena, once planned: the peak of planned activations.
-    public private(set) var arenaBytes = 0
-    /// The largest tracked-bytes rise seen during the recorded call (what the allocator alone needed).
-    public private(set) var recordedPeakBytes = 0
-    public private(set) var plannedAllocations = 0
-
-    private var sizes: [Int] = []
-    private var allocTime: [Int] = []
-    private var freeTime: [Int] = []
-    private var clock = 0
-    private var offsets: [Int] = []
-    private var cursor = 0
-    private var arena: Storage?
-    private var thread: pthread_t?
-
-    public init() {}
-
-    /// Runs `body` (one forward pass) under the plan.
-    public func run<T>(_ body: () throws -> T) rethrows -> T {
-        switch phase {
-        case .warmUp:
-            phase = .recording
-            return try body()
-        case .recording:
-            sizes = []; allocTime = []; freeTime = []; clock = 0
-            let before = MemoryTracker.shared.current(.cpu)
-            MemoryTracker.shared.resetPeak(.cpu)
-            let result = try active { try body() }
-            recordedPeakBytes = MemoryTracker.shared.peak(.cpu) - before
-            makeLayout()
-            phase = .replaying
-            return result
-        case .replaying:
-            cursor = 0
-            let result = try active { try body() }
-            if phase == .replaying && cursor != sizes.count { phase = .abandoned }
-            return result
-        case .abandoned:
-            return try body()
-        }
+    private struct State {
+        var phase: Phase = .warmUp
+        var arenaBytes = 0
+        var recordedPeakBytes = 0
+        var plannedAllocations = 0
+        var sizes: [Int] = []
+        var allocTime: [Int] = []
+        var freeTime: [Int] = []
+        var clock = 0
+        var offsets: [Int] = []
+        /// Per slot, the slots sharing arena bytes with it (their lifetimes were disjoint in the recording).
+        var conflicts: [[Int]] = []
+        var live: [Bool] = []
+        var cursor = 0
+        var arena: Storage?
+        var fallbacks = 0
+        var callFallbacks = 0
+        var replays = 0
+        var firstReason: String?
+        /// Bumped at every recording: releases of older slots say nothing about the current layout.
+        var generation = 0
     }
 
-    private func active<T>(_ body: () throws -> T) rethrows -> T {
-        thread = pthread_self()
-        ExecutionPlan.current = self
-        defer { ExecutionPlan.current = nil; thread = nil }
-        return try body()
+    /// What `allocation` hands out: the slot, and the arena bytes when the slot's recorded place is free.
+    struct Slot {
+        let index: Int
+        let generation: Int
+        let pointer: UnsafeMutableRawPointer?
+        /// Retained by the storage using the slot, so a re-recording never frees bytes still in use.
+        let arena: Storage?
+    }
+    private let state = Mutex<State>(State())
+    private let log: (@Sendable (String) -> Void)?
+
+    /// `log` hears why a replayed allocation fell back (for a debug log).
+    public init(log: (@Sendable (String) -> Void)? = nil) { self.log = log }
+
+    public var phase: Phase { state.withLock { $0.phase } }
+    /// Bytes of the arena, once planned: the peak of planned activations.
+    public var arenaBytes: Int { state.withLock { $0.arenaBytes } }
+    /// The largest tracked-bytes rise seen during the recorded call (what the allocator alone needed).
+    public var recordedPeakBytes: Int { state.withLock { $0.recordedPeakBytes } }
+    public var plannedAllocations: Int { state.withLock { $0.plannedAllocations } }
+    /// Replayed allocations that did not take their recorded slot, over all calls.
+    public var fallbacks: Int { state.withLock { $0.fallbacks } }
+    /// Calls replayed from the arena.
+    public var replays: Int { state.withLock { $0.replays } }
+
+    /// Runs `body` (one forward pass) under the plan, in the current context.
+    public func run<T>(_ body: () throws -> T) rethrows -> T {
+        let context = RuntimeContext.current
+        switch phase {
+        case .warmUp:
+            state.withLock { $0.phase = .recording }
+            return try body()
+        case .recording:
+            state.withLock { s in
+                s.sizes = []; s.allocTime = []; s.freeTime = []; s.clock = 0
+                s.arena = nil; s.offsets = []; s.conflicts = []; s.live = []
+                s.generation += 1
+            }
+            let before = context.tracker.current(.cpu)
+            context.tracker.resetPeak(.cpu)
+            let result = try context.planning(self) { try body() }
+            let peak = context.tracker.peak(.cpu) - before
+            state.withLock { s in
+                s.recordedPeakBytes = peak
+                Self.makeLayout(&s)
+                s.phase = .replaying
+            }
+            // The arena is the plan's own memory, not an activation of any call.
+            let bytes = arenaBytes
+            let arena = bytes > 0 ? Storage(byteCount: bytes, planned: false, context: context) : nil
+            state.withLock { $0.arena = arena }
+            return result
+        case .replaying:
+            state.withLock { s in
+                s.cursor = 0
+                s.callFallbacks = 0
+                s.firstReason = nil
+            }
+            let result = try context.planning(self) { try body() }
+            let (count, reason, missing) = state.withLock { s -> (Int, String?, Bool) in
+                s.replays += 1
+                let missing = s.cursor < s.sizes.count
+                if missing || s.callFallbacks > 0 { s.phase = .recording }  // learn the new sequence next call
+                return (s.callFallbacks, s.firstReason, missing)
+            }
+            if count > 0 || missing, let log {
+                log("execution plan: \(count) of \(plannedAllocations) allocations fell back"
+                    + (missing ? ", fewer allocations than recorded" : "")
+                    + (reason.map { " (first: \($0))" } ?? "") + "; recording again")
+            }
+            return result
+        }
     }
 
     /// Greedy offset assignment over lifetimes: each buffer, largest first, goes at the lowest offset where it
     /// overlaps no already placed buffer that is alive at the same time.
-    private func makeLayout() {
-        let n = sizes.count
-        offsets = [Int](repeating: -1, count: n)
-        let order = (0..<n).filter { freeTime[$0] != Int.max }.sorted { sizes[$0] > sizes[$1] }
+    private static func makeLayout(_ s: inout State) {
+        let n = s.sizes.count
+        s.offsets = [Int](repeating: -1, count: n)
+        let order = (0..<n).filter { s.freeTime[$0] != Int.max }.sorted { s.sizes[$0] > s.sizes[$1] }
         var placed: [Int] = []
         var top = 0
         for i in order {
-            let live = placed.filter { allocTime[$0] < freeTime[i] && allocTime[i] < freeTime[$0] }
-                .sorted { offsets[$0] < offsets[$1] }
+            let live = placed.filter { s.allocTime[$0] < s.freeTime[i] && s.allocTime[i] < s.freeTime[$0] }
+                .sorted { s.offsets[$0] < s.offsets[$1] }
             var offset = 0
             for j in live {
-                if offset + sizes[i] <= offsets[j] { break }
-                offset = max(offset, offsets[j] + sizes[j])
+                if offset + s.sizes[i] <= s.offsets[j] { break }
+                offset = max(offset, s.offsets[j] + s.sizes[j])
             }
-            offsets[i] = offset
-            top = max(top, offset + sizes[i])
+            s.offsets[i] = offset
+            top = max(top, offset + s.sizes[i])
             placed.append(i)
         }
-        plannedAllocations = order.count
-        arenaBytes = top
-        arena = top > 0 ? Storage(byteCount: top) : nil
-    }
-
-    // MARK: Hooks used by Storage
-
-    nonisolated(unsafe) static var current: ExecutionPlan?
-    /// Parallel regions in progress on the planning thread; allocations inside them are not planned.
-    nonisolated(unsafe) static var parallelDepth = 0
-
-    /// Whether the caller is the thread this plan is watching.
-    var isPlanningThread: Bool {
-        guard let thread else { return false }
-        return pthread_equal(thread, pthread_self()) != 0
+        s.conflicts = [[Int]](repeating: [], count: n)
+        for a in placed {
+            for b in placed where b != a {
+                if s.offsets[a] < s.offsets[b] + s.sizes[b] && s.offsets[b] < s.offsets[a] + s.sizes[a] {
+                    s.conflicts[a].append(b)
+                }
+            }
+        }
+        s.live = [Bool](repeating: false, count: n)
+        s.plannedAllocations = order.count
+        s.arenaBytes = top
     }
 
     static func rounded(_ bytes: Int) -> Int { (max(bytes, 1) + 63) & ~63 }
 
-    /// A slot for a new storage on the planning thread, or nil to use the allocator.
-    /// Returns the arena pointer when replaying a planned buffer.
-    func allocation(_ bytes: Int) -> (slot: Int, pointer: UnsafeMutableRawPointer?)? {
-        guard isPlanningThread, ExecutionPlan.parallelDepth == 0 else { return nil }
+    /// A slot for a new activation on the planning thread, with the arena pointer when a replayed call may use
+    /// its recorded bytes; nil to use the allocator untracked by the plan.
+    func allocation(_ bytes: Int) -> Slot? {
         let size = Self.rounded(bytes)
-        switch phase {
-        case .recording:
-            sizes.append(size); allocTime.append(clock); freeTime.append(Int.max)
-            clock += 1
-            return (sizes.count - 1, nil)
-        case .replaying:
-            guard cursor < sizes.count, sizes[cursor] == size else {
-                phase = .abandoned
+        return state.withLock { s -> Slot? in
+            switch s.phase {
+            case .recording:
+                s.sizes.append(size); s.allocTime.append(s.clock); s.freeTime.append(Int.max)
+                s.clock += 1
+                return Slot(index: s.sizes.count - 1, generation: s.generation, pointer: nil, arena: nil)
+            case .replaying:
+                guard s.cursor < s.sizes.count, s.sizes[s.cursor] == size else {
+                    Self.fellBack(&s, s.cursor < s.sizes.count
+                        ? "allocation #\(s.cursor) is \(size) B, recorded \(s.sizes[s.cursor]) B"
+                        : "allocation #\(s.cursor) of \(size) B beyond the \(s.sizes.count) recorded")
+                    return nil
+                }
+                let slot = s.cursor
+                s.cursor += 1
+                let unplaced = Slot(index: slot, generation: s.generation, pointer: nil, arena: nil)
+                guard s.offsets[slot] >= 0, let arena = s.arena else { return unplaced }
+                if s.live[slot] {
+                    Self.fellBack(&s, "slot #\(slot) is still in use from an earlier call")
+                    return unplaced
+                }
+                if let busy = s.conflicts[slot].first(where: { s.live[$0] }) {
+                    Self.fellBack(&s, "slot #\(slot) overlaps slot #\(busy), still alive")
+                    return unplaced
+                }
+                s.live[slot] = true
+                return Slot(index: slot, generation: s.generation, pointer: arena.raw + s.offsets[slot], arena: arena)
+            case .warmUp:
                 return nil
             }
-            let slot = cursor
-            cursor += 1
-            guard offsets[slot] >= 0, let arena else { return (slot, nil) }
-            return (slot, arena.raw + offsets[slot])
-        default:
-            return nil
         }
     }
 
-    func released(slot: Int) {
-        guard phase == .recording, slot < freeTime.count else { return }
-        freeTime[slot] = clock
-        clock += 1
+    private static func fellBack(_ s: inout State, _ reason: String) {
+        s.fallbacks += 1
+        s.callFallbacks += 1
+        if s.firstReason == nil { s.firstReason = reason }
+    }
+
+    func released(_ slot: Slot) {
+        state.withLock { s in
+            guard slot.generation == s.generation else { return }
+            let slot = slot.index
+            switch s.phase {
+            case .recording:
+                guard slot < s.freeTime.count else { return }
+                s.freeTime[slot] = s.clock
+                s.clock += 1
+            case .replaying:
+                if slot < s.live.count { s.live[slot] = false }
+            case .warmUp:
+                break
+            }
+        }
     }
 }

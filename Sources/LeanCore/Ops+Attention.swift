@@ -19,7 +19,7 @@ extension Ops {
         precondition(q.shape[2] % heads == 0, "\(q.shape[2]) channels do not split into \(heads) heads")
         switch kernel {
         case .flash:
-            if q.shape[0] * heads * q.shape[1] * k.shape[1] >= flashGEMMThreshold {
+            if q.shape[0] * heads * q.shape[1] * k.shape[1] >= RuntimeContext.current.settings.flashGEMMThreshold {
                 return flashAttentionGEMM(q: q, k: k, v: v, heads: heads, causal: causal)
             }
             return flashAttention(q: q, k: k, v: v, heads: heads, causal: causal)
@@ -69,10 +69,6 @@ extension Ops {
             c: out.raw + off, cType: ct, cStrides: [nq * c, d, c, 1])
         return target != nil || out.dtype == q.dtype ? out : out.converted(to: q.dtype)
     }
-
-    /// Score elements (batch x heads x queries x keys) from which flash attention runs its tiles through oneDNN
-    /// matmuls instead of the register kernel. Tests set it to 0 or `Int.max` to reach either path.
-    nonisolated(unsafe) public static var flashGEMMThreshold = 1 << 20
 
     /// Bytes of score tile the GEMM flash kernel keeps (f32 scores plus, for half types, the probabilities).
     public static let flashTileBudget = 8 << 20

@@ -14,23 +14,38 @@ extension Ops {
     /// The type oneDNN computes in for a storage type: bf16 natively (avx512_bf16 here), f16 through f32.
     static func computeType(_ d: DType) -> DType { d == .f16 ? .f32 : d }
 
-    /// `t` in type `d`; weights keep the converted copy attached so the conversion happens once.
+    /// `t` in type `d`. A weight (parameter) keeps the converted copy as a derived copy, so the conversion
+    /// happens once per residency; anything else is converted for this call.
     static func asType(_ t: Tensor, _ d: DType, cacheOnStorage: Bool) -> Tensor {
         if t.dtype == d { return t }
-        guard cacheOnStorage else { return t.converted(to: d) }
-        let key = "as:\(d):\(t.byteOffset):\(t.shape)"
-        if let s = t.storage.attachment(key) as? Storage {
+        guard cacheOnStorage, let parameter = t.storage.parameter else { return t.converted(to: d) }
+        let key = DerivedKey(kind: .converted(d), byteOffset: t.byteOffset, count: t.count)
+        if let s = parameter.derived(key) {
             return Tensor(storage: s, shape: t.shape, dtype: d, layout: t.layout)
         }
-        let c = t.converted(to: d)
-        t.storage.attach(key, c.storage)
+        let c = t.converted(to: d, planned: false)
+        parameter.attach(key, c.storage)
         return c
+    }
+
+    /// Runs `body` with the weights' parameters pinned: no offload policy evicts them (or their derived copies)
+    /// while a kernel reads them.
+    static func withPinned<T>(_ weights: Tensor?..., body: () -> T) -> T {
+        let pinned = weights.compactMap { $0?.storage.parameter }
+        for p in pinned { p.pin() }
+        defer { for p in pinned { p.unpin() } }
+        return body()
     }
 
     /// 2-D convolution. `x` is (N, C, H, W) in either layout, `weight` (O, C, kh, kw) as in the checkpoint.
     /// The output keeps `x`'s layout and type.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1,
                               padding: Padding2D = Padding2D(0)) -> Tensor {
+        withPinned(weight, bias) { conv2dPinned(x, weight: weight, bias: bias, stride: stride, padding: padding) }
+    }
+
+    private static func conv2dPinned(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int,
+                                     padding: Padding2D) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4, "conv2d needs 4-D input and weight, got \(x.shape), \(weight.shape)")
         precondition(x.shape[1] == weight.shape[1], "conv2d: input has \(x.shape[1]) channels, weight expects \(weight.shape[1])")
         let ct = computeType(x.dtype)
@@ -48,31 +63,36 @@ extension Ops {
         var dstMD = DNNL.md(out.shape, ct, tag: tag)
         var biasMD = DNNL.md([o], .f32, tag: dnnl_a)
         let plainW = DNNL.md(weight.shape, ct, tag: dnnl_abcd)
-        let prim = DNNL.cached(key) {
-            var anyW = DNNL.md(weight.shape, ct, tag: dnnl_format_tag_any)
-            var desc = dnnl_convolution_desc_t()
-            let strides: [Int64] = [Int64(stride), Int64(stride)]
-            let pl: [Int64] = [Int64(padding.top), Int64(padding.left)]
-            let pr: [Int64] = [Int64(padding.bottom), Int64(padding.right)]
-            let status = withUnsafePointer(to: &biasMD) { bm in
-                dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
-                                                   &srcMD, &anyW, bias == nil ? nil : bm, &dstMD, strides, pl, pr)
+        let prim = DNNL.cached(key) { engine in
+            DNNL.descriptor(weights: w, any: DNNL.md(weight.shape, ct, tag: dnnl_format_tag_any)) { wmd in
+                var desc = dnnl_convolution_desc_t()
+                let strides: [Int64] = [Int64(stride), Int64(stride)]
+                let pl: [Int64] = [Int64(padding.top), Int64(padding.left)]
+                let pr: [Int64] = [Int64(padding.bottom), Int64(padding.right)]
+                let status = withUnsafePointer(to: &biasMD) { bm in
+                    dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+                                                       &srcMD, &wmd, bias == nil ? nil : bm, &dstMD, strides, pl, pr)
+                }
+                guard status == dnnl_success else { return nil }
+                var pd: dnnl_primitive_desc_t?
+                guard dnnl_primitive_desc_create(&pd, &desc, nil, engine, nil) == dnnl_success else { return nil }
+                return pd
             }
-            DNNL.check(status, "conv desc")
-            var pd: dnnl_primitive_desc_t?
-            DNNL.check(dnnl_primitive_desc_create(&pd, &desc, nil, DNNL.context.engine, nil), "conv pd")
-            return pd!
         }
         let packedMD = DNNL.queryMD(prim.pd, dnnl_query_weights_md)
-        let wptr = DNNL.packedWeights(w, plainMD: plainW, packedMD: packedMD, key: key)
-        var args = [(DNNL.argSrc, srcMD, xin.raw), (DNNL.argWeights, packedMD, wptr), (DNNL.argDst, dstMD, out.raw)]
+        let wop = DNNL.packedWeights(w, plainMD: plainW, packedMD: packedMD)
+        var args = [(DNNL.argSrc, srcMD, xin.raw), (DNNL.argWeights, packedMD, wop.pointer), (DNNL.argDst, dstMD, out.raw)]
         if let b { args.append((DNNL.argBias, biasMD, b.raw)) }
-        prim.execute(args)
+        withExtendedLifetime(wop.holder) { prim.execute(args) }
         return ct == x.dtype ? out : out.converted(to: x.dtype)
     }
 
     /// y = x Wᵀ + b over the last axis: `x` (..., K), `weight` (N, K) as stored by torch.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        withPinned(weight, bias) { linearPinned(x, weight: weight, bias: bias) }
+    }
+
+    private static func linearPinned(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let k = x.shape[x.rank - 1], nOut = weight.shape[0]
         precondition(weight.rank == 2 && weight.shape[1] == k, "linear: input \(x.shape) with weight \(weight.shape)")
         let m = x.count / k
@@ -88,22 +108,23 @@ extension Ops {
         let plainW = DNNL.md([k, nOut], ct, strides: [1, k])
         var dstMD = DNNL.md([m, nOut], ct, strides: [nOut, 1])
         var biasMD = DNNL.md([1, nOut], .f32, strides: [nOut, 1])
-        let prim = DNNL.cached(key) {
-            var anyW = DNNL.md([k, nOut], ct, tag: dnnl_format_tag_any)
-            var desc = dnnl_matmul_desc_t()
-            let status = withUnsafePointer(to: &biasMD) { bm in
-                dnnl_matmul_desc_init(&desc, &srcMD, &anyW, bias == nil ? nil : bm, &dstMD)
+        let prim = DNNL.cached(key) { engine in
+            DNNL.descriptor(weights: w, any: DNNL.md([k, nOut], ct, tag: dnnl_format_tag_any)) { wmd in
+                var desc = dnnl_matmul_desc_t()
+                let status = withUnsafePointer(to: &biasMD) { bm in
+                    dnnl_matmul_desc_init(&desc, &srcMD, &wmd, bias == nil ? nil : bm, &dstMD)
+                }
+                guard status == dnnl_success else { return nil }
+                var pd: dnnl_primitive_desc_t?
+                guard dnnl_primitive_desc_create(&pd, &desc, nil, engine, nil) == dnnl_success else { return nil }
+                return pd
             }
-            DNNL.check(status, "matmul desc")
-            var pd: dnnl_primitive_desc_t?
-            DNNL.check(dnnl_primitive_desc_create(&pd, &desc, nil, DNNL.context.engine, nil), "matmul pd")
-            return pd!
         }
         let packedMD = DNNL.queryMD(prim.pd, dnnl_query_weights_md)
-        let wptr = DNNL.packedWeights(w, plainMD: plainW, packedMD: packedMD, key: key)
-        var args = [(DNNL.argSrc, srcMD, xin.raw), (DNNL.argWeights, packedMD, wptr), (DNNL.argDst, dstMD, out.raw)]
+        let wop = DNNL.packedWeights(w, plainMD: plainW, packedMD: packedMD)
+        var args = [(DNNL.argSrc, srcMD, xin.raw), (DNNL.argWeights, packedMD, wop.pointer), (DNNL.argDst, dstMD, out.raw)]
         if let b { args.append((DNNL.argBias, biasMD, b.raw)) }
-        prim.execute(args)
+        withExtendedLifetime(wop.holder) { prim.execute(args) }
         return ct == x.dtype ? out : out.converted(to: x.dtype)
     }
 
@@ -119,7 +140,7 @@ extension Ops {
         var aMD = DNNL.md(batch + [m, k], aType, strides: aStrides)
         var bMD = DNNL.md(batch + [k, n], bType, strides: bStrides)
         var cMD = DNNL.md(batch + [m, n], cType, strides: cStrides)
-        let prim = DNNL.cached(key) {
+        let prim = DNNL.cached(key) { engine in
             var desc = dnnl_matmul_desc_t()
             DNNL.check(dnnl_matmul_desc_init(&desc, &aMD, &bMD, nil, &cMD), "bmm desc")
             var attr: dnnl_primitive_attr_t?
@@ -137,7 +158,7 @@ extension Ops {
                 dnnl_post_ops_destroy(ops)
             }
             var pd: dnnl_primitive_desc_t?
-            DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attr, DNNL.context.engine, nil), "bmm pd")
+            DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil), "bmm pd")
             dnnl_primitive_attr_destroy(attr)
             return pd!
         }

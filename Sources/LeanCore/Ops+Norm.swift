@@ -52,7 +52,7 @@ extension Ops {
             }
         } else {
             // Channels-last: each pixel row holds every group; accumulate per-thread partial sums over pixel ranges.
-            let parts = Threads.count
+            let parts = RuntimeContext.current.settings.threads
             var partial = [Double](repeating: 0, count: parts * n * groups * 2)
             partial.withUnsafeMutableBufferPointer { pp in
                 let pp = pp.baseAddress!

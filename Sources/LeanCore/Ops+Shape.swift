@@ -87,6 +87,8 @@ extension Ops {
         let d = table.shape[1], es = table.dtype.byteSize
         let out = Tensor(shape: [ids.count, d], dtype: table.dtype)
         // Row by row through the storage: an evicted (offloaded) table is read a row at a time from its file.
+        table.storage.parameter?.pin()
+        defer { table.storage.parameter?.unpin() }
         for (i, id) in ids.enumerated() {
             precondition(id >= 0 && Int(id) < table.shape[0], "token id \(id) outside vocabulary of \(table.shape[0])")
             table.storage.copyBytes(at: table.byteOffset + Int(id) * d * es,

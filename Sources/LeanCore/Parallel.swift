@@ -21,36 +21,41 @@ public enum Threads {
 
 /// Runs `body` over `0..<count` split into contiguous chunks, one per thread. Small jobs stay on the caller's thread:
 /// a fork costs microseconds, which matters for the many small ops of a tiny model.
+/// The current `RuntimeContext` sets the thread count and is bound on the worker threads too.
 @inline(__always)
 public func parallelFor(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-    let threads = min(Threads.count, max(1, count / max(1, minChunk)))
+    let context = RuntimeContext.current
+    let threads = min(context.settings.threads, max(1, count / max(1, minChunk)))
     // Allocations inside a parallel region happen in no fixed order; an execution plan must not record them.
-    let planning = ExecutionPlan.current?.isPlanningThread ?? false
-    if planning { ExecutionPlan.parallelDepth += 1 }
-    defer { if planning { ExecutionPlan.parallelDepth -= 1 } }
+    let planning = context.enterParallel()
+    defer { if planning { context.leaveParallel() } }
     if threads <= 1 || count <= 1 {
         if count > 0 { body(0..<count) }
         return
     }
     withoutActuallyEscaping(body) { body in
-        ParallelJob(count: count, body: body).run(threads: threads)
+        ParallelJob(count: count, context: context, body: body).run(threads: threads)
     }
 }
 
 /// One fork-join: each thread of the team takes its contiguous share of `0..<count`.
 final class ParallelJob {
     let count: Int
+    let context: RuntimeContext
     let body: (Range<Int>) -> Void
 
-    init(count: Int, body: @escaping (Range<Int>) -> Void) {
+    init(count: Int, context: RuntimeContext, body: @escaping (Range<Int>) -> Void) {
         self.count = count
+        self.context = context
         self.body = body
     }
 
     func share(thread t: Int, of n: Int) {
         let chunk = (count + n - 1) / n
         let lo = t * chunk, hi = min(count, lo + chunk)
-        if lo < hi { body(lo..<hi) }
+        guard lo < hi else { return }
+        // Workers allocate (flash attention's workspaces) in the caller's context.
+        if t == 0 { body(lo..<hi) } else { context.run { body(lo..<hi) } }
     }
 
     func run(threads: Int) {

@@ -35,7 +35,7 @@ public final class SpillFile: @unchecked Sendable {
 
     /// Writes `storage`'s bytes and returns an evictable storage (starting evicted) that reads them back; nil if
     /// the write failed (disk full).
-    func spill(_ storage: Storage) -> Storage? {
+    func spill(_ storage: Storage, name: String, context: RuntimeContext) -> Storage? {
         let n = storage.byteCount
         let offset = end.withLock { e -> Int in defer { e += n }; return e }
         let src = storage.raw
@@ -48,7 +48,7 @@ public final class SpillFile: @unchecked Sendable {
         }
         let fd = self.fd
         // The closure keeps the file open for as long as a spilled copy exists.
-        return Storage(byteCount: n, device: storage.device, source: { [self] out in
+        return Storage(parameter: Parameter(name: name, byteCount: n, device: storage.device, source: { [self] out in
             _ = self
             var got = 0
             while got < n {
@@ -57,8 +57,15 @@ public final class SpillFile: @unchecked Sendable {
                 guard r > 0 else { throw SpillError.readFailed(errno: r < 0 ? errno : 0) }
                 got += r
             }
-        })
+        }, context: context))
     }
 }
 
-enum SpillError: Error { case readFailed(errno: Int32) }
+enum SpillError: Error, CustomStringConvertible {
+    case readFailed(errno: Int32)
+    var description: String {
+        switch self {
+        case .readFailed(let e): return "spill file read failed: " + (e == 0 ? "unexpected end of file" : String(cString: strerror(e)))
+        }
+    }
+}

@@ -1,75 +1,93 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// A block of device memory owned by one or more tensors. Allocation and release are reported to the
-/// `MemoryTracker`, so the peak figures cover every activation, weight and workspace we create.
+/// A block of memory owned by one or more tensors, reported to its context's `MemoryTracker`.
 ///
-/// A storage made with a `source` (a weight: its slice of a checkpoint file) is *evictable*: `evict()` frees its
-/// bytes and `raw` reads them back on the next access (or waits for a prefetch in flight), so kernels, which read
-/// `raw` at op time, need not know whether a weight is resident. Offload policies (`WeightStreamer`, the pipeline's
-/// model offload) are built on this.
-public final class Storage: @unchecked Sendable {
+/// Activations are plain storages: bytes from the allocator or, inside a replayed `ExecutionPlan`, a slice of the
+/// plan's arena; they never move. Weights are storages backed by a `Parameter`, which owns residency (resident,
+/// evicted, spilled), derived copies and pins; `raw` of such a storage reads the weight back when it was evicted.
+public final class Storage: @unchecked Sendable {  // immutable after init; the parameter has its own locks
     public let byteCount: Int
     public let device: Device
-    /// Set for plain storages: the bytes never move. Nil for evictable ones, whose pointer lives in `residency`.
+    /// The weight behind this storage; nil for activations and borrowed memory.
+    public let parameter: Parameter?
     private let fixed: UnsafeMutableRawPointer?
-    private let owned: Bool
-    private let onRelease: (@Sendable () -> Void)?
-    let residency: Residency?
+    private let release: Release
 
-    /// The bytes. For an evictable storage this loads them if they were evicted and tells its observer.
-    public var raw: UnsafeMutableRawPointer {
-        if let fixed { return fixed }
-        return residency!.acquire(self)
+    private enum Release {
+        case none
+        case free(MemoryTracker)
+        case arena(ExecutionPlan, ExecutionPlan.Slot)
+        case borrowed(MemoryTracker?, (@Sendable () -> Void)?)
     }
 
-    public init(byteCount: Int, device: Device = .cpu, zeroed: Bool = false) {
+    /// The bytes. A weight's are read back if they were evicted (its observer hears of the use).
+    public var raw: UnsafeMutableRawPointer {
+        if let fixed { return fixed }
+        return parameter!.acquire()
+    }
+
+    /// An activation of the current context: from its plan's arena when a replayed call hands out a slot, else
+    /// from the allocator.
+    public convenience init(byteCount: Int, device: Device = .cpu, zeroed: Bool = false) {
+        self.init(byteCount: byteCount, device: device, zeroed: zeroed, planned: true)
+    }
+
+    /// `planned: false` for bytes that outlive the call that made them (derived weight copies, the arena itself).
+    init(byteCount: Int, device: Device = .cpu, zeroed: Bool = false, planned: Bool,
+         context: RuntimeContext = .current) {
         precondition(device == .cpu, "only CPU storage is allocated here; device backends allocate their own")
         self.byteCount = byteCount
         self.device = device
-        residency = nil
-        onRelease = nil
-        // Under an execution plan, activations of a replayed call come from the plan's arena (already tracked).
-        let planned = ExecutionPlan.current?.allocation(byteCount)
-        planSlot = planned.map { (ExecutionPlan.current!, $0.slot) }
-        if let arenaPointer = planned?.pointer {
-            fixed = arenaPointer
-            owned = false
-            tracked = false
-            if zeroed { memset(arenaPointer, 0, byteCount) }
+        parameter = nil
+        if planned, let plan = context.activePlan(), let slot = plan.allocation(byteCount) {
+            if let pointer = slot.pointer {
+                fixed = pointer
+                if zeroed { memset(pointer, 0, byteCount) }
+            } else {
+                let p = Storage.allocate(byteCount)
+                if zeroed { memset(p, 0, byteCount) }
+                fixed = p
+                context.tracker.allocated(byteCount, on: device)
+            }
+            release = .arena(plan, slot)
+            ownedByArena = slot.pointer != nil
+            self.tracker = context.tracker
             return
         }
         let p = Storage.allocate(byteCount)
         if zeroed { memset(p, 0, byteCount) }
         fixed = p
-        owned = true
-        MemoryTracker.shared.allocated(byteCount, on: device)
+        context.tracker.allocated(byteCount, on: device)
+        release = .free(context.tracker)
+        ownedByArena = false
+        tracker = context.tracker
     }
 
-    /// The execution plan that recorded or placed this storage, and its slot there.
-    private var planSlot: (ExecutionPlan, Int)? = nil
+    private let ownedByArena: Bool
+    private let tracker: MemoryTracker?
 
-    /// An evictable storage that starts out evicted: `source` fills `byteCount` bytes whenever they are needed
-    /// (first access, or access after `evict()`). The source must produce the same bytes every time; it runs on
-    /// whichever thread needs the bytes (the caller of `raw`, or a prefetch thread).
-    ///
-    /// `rangeSource`, when given, reads any byte range of the same bytes (offset into the storage, destination) so
-    /// that `copyBytes(at:into:)` can serve a few rows of an evicted weight without loading all of it.
-    public init(byteCount: Int, device: Device = .cpu,
-                source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
-                rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)? = nil) {
-        precondition(device == .cpu, "only CPU storage is allocated here; device backends allocate their own")
-        self.byteCount = byteCount
-        self.device = device
+    /// A weight's storage (see `Parameter`).
+    public init(parameter: Parameter) {
+        byteCount = parameter.byteCount
+        device = parameter.device
+        self.parameter = parameter
         fixed = nil
-        owned = true
-        onRelease = nil
-        tracked = false  // the residency reports its own allocations
-        residency = Residency(source: source, rangeSource: rangeSource)
+        release = .none
+        ownedByArena = false
+        tracker = nil
+    }
+
+    /// An evictable weight that starts out evicted: `source` fills `byteCount` bytes whenever they are needed.
+    /// See `Parameter.init(name:byteCount:device:source:rangeSource:)`.
+    public convenience init(byteCount: Int, device: Device = .cpu, name: String = "weight",
+                            source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
+                            rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)? = nil) {
+        self.init(parameter: Parameter(name: name, byteCount: byteCount, device: device, source: source,
+                                       rangeSource: rangeSource))
     }
 
     /// Wraps memory someone else owns (a memory-mapped weight file, a device allocation); `onRelease` runs when the
@@ -79,32 +97,30 @@ public final class Storage: @unchecked Sendable {
         self.fixed = pointer
         self.byteCount = byteCount
         self.device = device
-        self.owned = false
-        self.onRelease = onRelease
-        self.tracked = tracked
-        self.residency = nil
-        if tracked { MemoryTracker.shared.allocated(byteCount, on: device) }
-    }
-
-    private var tracked = true
-    /// Derived data that must die with these bytes, such as oneDNN's pre-packed copy of a weight.
-    let attachments = Mutex<[String: AnyObject]>([:])
-    /// Where derived copies go when this (evictable) storage is evicted; nil drops them.
-    private let spillTarget = Mutex<SpillFile?>(nil)
-
-    /// Set by a streaming policy: on eviction, derived copies are written to `file` once and read back from it
-    /// afterwards, instead of being rebuilt from the plain bytes.
-    public var spillFile: SpillFile? {
-        get { spillTarget.withLock { $0 } }
-        set { spillTarget.withLock { $0 = newValue } }
+        parameter = nil
+        let tracker = tracked ? RuntimeContext.current.tracker : nil
+        release = .borrowed(tracker, onRelease)
+        ownedByArena = false
+        self.tracker = tracker
+        tracker?.allocated(byteCount, on: device)
     }
 
     deinit {
-        if let (plan, slot) = planSlot { plan.released(slot: slot) }
-        if owned, let fixed { free(fixed) }
-        if tracked { MemoryTracker.shared.freed(byteCount, on: device) }
-        residency?.dropBytes(byteCount, device: device)
-        onRelease?()
+        switch release {
+        case .none: break
+        case .free(let tracker):
+            free(fixed)
+            tracker.freed(byteCount, on: device)
+        case .arena(let plan, let slot):
+            plan.released(slot)
+            if !ownedByArena {
+                free(fixed)
+                tracker?.freed(byteCount, on: device)
+            }
+        case .borrowed(let tracker, let onRelease):
+            tracker?.freed(byteCount, on: device)
+            onRelease?()
+        }
     }
 
     static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
@@ -114,20 +130,18 @@ public final class Storage: @unchecked Sendable {
         return p!
     }
 
-    // MARK: Residency
+    // MARK: Weights (forwarded to the parameter; activations answer as always-resident memory)
 
     /// Whether the storage can be evicted and read back.
-    public var isEvictable: Bool { residency != nil }
-
-    /// Whether the bytes are in memory (always true for plain storages).
-    public var isResident: Bool { residency?.isResident ?? true }
-
+    public var isEvictable: Bool { parameter?.isEvictable ?? false }
+    /// Whether the bytes are in memory (always true for activations).
+    public var isResident: Bool { parameter?.isResident ?? true }
     /// How many times the bytes were (re)loaded from the source.
-    public var loadCount: Int { residency?.loads ?? 0 }
+    public var loadCount: Int { parameter?.loadCount ?? 0 }
+    /// Bytes held in memory now: its own (if resident) plus a weight's derived copies.
+    public var residentBytes: Int { parameter?.residentBytes ?? byteCount }
 
-    /// Copies `buffer.count` bytes starting at `offset`. An evicted storage with a range source reads just those
-    /// bytes from it and stays evicted, and no use is reported: a token-embedding lookup needs 77 rows of a
-    /// 49,408-row table, and streaming offload should not have to make the whole table resident for them.
+    /// Copies `buffer.count` bytes starting at `offset`; an evicted weight reads just those bytes from its source.
     public func copyBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) {
         precondition(offset >= 0 && offset + buffer.count <= byteCount, "byte range outside the storage")
         guard buffer.count > 0 else { return }
@@ -135,182 +149,14 @@ public final class Storage: @unchecked Sendable {
             buffer.baseAddress!.copyMemory(from: fixed + offset, byteCount: buffer.count)
             return
         }
-        residency!.copyBytes(at: offset, into: buffer, storage: self)
+        parameter!.copyBytes(at: offset, into: buffer)
     }
 
-    /// Brings the bytes in without counting as a use (prefetch, eager loading).
-    public func load() {
-        residency?.load(byteCount, device: device)
-    }
+    /// Brings a weight's bytes in without counting as a use.
+    public func load() { parameter?.load() }
 
-    /// Frees the bytes of an evictable storage; they are read back on the next access. Unless `keepingDerived`,
-    /// derived copies (packed or converted weights) are dropped too. Returns the bytes freed, derived included.
-    /// The caller guarantees no kernel is using the bytes. A no-op for plain storages.
+    /// Frees a weight's bytes (and, unless `keepingDerived`, its derived copies); 0 for activations or a pinned
+    /// weight. Returns the bytes freed.
     @discardableResult
-    public func evict(keepingDerived: Bool = false) -> Int {
-        guard let residency else { return 0 }
-        var freed = residency.evict(byteCount, device: device)
-        if !keepingDerived {
-            if let spill = spillFile {
-                let derived = attachments.withLock { Array($0) }
-                for (key, value) in derived {
-                    guard let d = value as? Storage else { continue }
-                    if d.isEvictable { freed += d.evict(); continue }
-                    let resident = d.residentBytes
-                    let spilled = spill.spill(d)
-                    attachments.withLock { a in if let spilled { a[key] = spilled } else { a[key] = nil } }
-                    freed += resident
-                }
-            } else {
-                let dropped = attachments.withLock { a -> [AnyObject] in
-                    let values = Array(a.values)
-                    a.removeAll()
-                    return values
-                }
-                freed += dropped.reduce(0) { $0 + (($1 as? Storage)?.residentBytes ?? 0) }
-            }
-        }
-        return freed
-    }
-
-    /// Derived copies that live in a spill file (evictable), read back instead of being rebuilt.
-    private var spilledDerived: [Storage] {
-        attachments.withLock { a in a.values.compactMap { $0 as? Storage }.filter(\.isEvictable) }
-    }
-
-    /// Bytes `prefetch()` will bring in: the spilled derived copies when only those are read, else the plain bytes
-    /// plus as much again for the packed copy the op will make from them.
-    public var prefetchBytes: Int {
-        if releasesPlainWhenDerived {
-            let spilled = spilledDerived
-            if !spilled.isEmpty { return spilled.reduce(0) { $0 + $1.byteCount } }
-        }
-        return 2 * byteCount
-    }
-
-    /// Brings in what the next use will read: the spilled derived copies when the plain bytes are only kept for
-    /// rebuilding them (`releasesPlainWhenDerived`), else the plain bytes. For prefetching.
-    public func prefetch() {
-        if releasesPlainWhenDerived {
-            let spilled = spilledDerived
-            if !spilled.isEmpty {
-                for d in spilled { d.load() }
-                return
-            }
-        }
-        load()
-    }
-
-    /// Bytes this storage holds in memory now: its own (if resident) plus derived copies attached to it.
-    public var residentBytes: Int {
-        let own = isResident ? byteCount : 0
-        let derived = attachments.withLock { a in a.values.reduce(0) { $0 + (($1 as? Storage)?.residentBytes ?? 0) } }
-        return own + derived
-    }
-
-    /// Who hears about uses of an evictable storage (a streaming policy); nil for none.
-    public var observer: StorageObserver? {
-        get { residency?.observer }
-        set { residency?.observer = newValue }
-    }
-
-    /// When set, the plain bytes are evicted as soon as a derived copy (oneDNN's packed layout, a converted type)
-    /// is attached: the kernels then read only the derived copy, and the plain bytes would be dead weight.
-    /// They are read back from the source if some other kernel needs the plain layout.
-    public var releasesPlainWhenDerived: Bool {
-        get { residency?.releasesPlainWhenDerived ?? false }
-        set { residency?.releasesPlainWhenDerived = newValue }
-    }
-}
-
-/// Told when an evictable storage is used, so a policy can evict others and prefetch what comes next.
-public protocol StorageObserver: AnyObject, Sendable {
-    func touched(_ storage: Storage)
-}
-
-/// The residency state of an evictable storage. `loadLock` serialises (re)loading, so a use that finds a prefetch
-/// in flight waits for it; `state` is held only briefly.
-final class Residency: @unchecked Sendable {
-    struct State {
-        var pointer: UnsafeMutableRawPointer?
-        var loads = 0
-        weak var observer: StorageObserver?
-        var releasesPlainWhenDerived = false
-    }
-    let source: @Sendable (UnsafeMutableRawPointer) throws -> Void
-    let rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)?
-    let state = Mutex<State>(State())
-    let loadLock = Mutex<Void>(())
-
-    init(source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
-         rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)?) {
-        self.source = source
-        self.rangeSource = rangeSource
-    }
-
-    /// Resident: copied under `loadLock`, so an eviction cannot free the bytes mid-copy. Evicted: read from the
-    /// range source (or, without one, loaded as a normal use).
-    func copyBytes(at offset: Int, into buffer: UnsafeMutableRawBufferPointer, storage: Storage) {
-        let done = loadLock.withLock { _ -> Bool in
-            if let p = state.withLock({ $0.pointer }) {
-                buffer.baseAddress!.copyMemory(from: p + offset, byteCount: buffer.count)
-                return true
-            }
-            guard let rangeSource else { return false }
-            do { try rangeSource(offset, buffer) } catch {
-                preconditionFailure("cannot read evicted weight bytes: \(error)")
-            }
-            return true
-        }
-        if !done { buffer.baseAddress!.copyMemory(from: acquire(storage) + offset, byteCount: buffer.count) }
-    }
-
-    var isResident: Bool { state.withLock { $0.pointer != nil } }
-    var loads: Int { state.withLock { $0.loads } }
-    var observer: StorageObserver? {
-        get { state.withLock { $0.observer } }
-        set { state.withLock { $0.observer = newValue } }
-    }
-    var releasesPlainWhenDerived: Bool {
-        get { state.withLock { $0.releasesPlainWhenDerived } }
-        set { state.withLock { $0.releasesPlainWhenDerived = newValue } }
-    }
-
-    @discardableResult
-    func load(_ byteCount: Int, device: Device) -> UnsafeMutableRawPointer {
-        if let p = state.withLock({ $0.pointer }) { return p }
-        return loadLock.withLock { _ in
-            if let p = state.withLock({ $0.pointer }) { return p }
-            let pooled = device == .cpu ? BufferPool.shared.take(byteCount) : nil
-            let p = pooled ?? Storage.allocate(byteCount)
-            do { try source(p) } catch {
-                preconditionFailure("cannot read back evicted weight bytes: \(error)")
-            }
-            if pooled == nil { MemoryTracker.shared.allocated(byteCount, on: device) }
-            state.withLock { $0.pointer = p; $0.loads += 1 }
-            return p
-        }
-    }
-
-    func acquire(_ storage: Storage) -> UnsafeMutableRawPointer {
-        let p = load(storage.byteCount, device: storage.device)
-        observer?.touched(storage)
-        return p
-    }
-
-    func evict(_ byteCount: Int, device: Device) -> Int {
-        loadLock.withLock { _ in
-            guard let p = state.withLock({ s -> UnsafeMutableRawPointer? in
-                defer { s.pointer = nil }
-                return s.pointer
-            }) else { return 0 }
-            if device != .cpu || !BufferPool.shared.give(p, byteCount) {
-                free(p)
-                MemoryTracker.shared.freed(byteCount, on: device)
-            }
-            return byteCount
-        }
-    }
-
-    func dropBytes(_ byteCount: Int, device: Device) { _ = evict(byteCount, device: device) }
+    public func evict(keepingDerived: Bool = false) -> Int { parameter?.evict(keepingDerived: keepingDerived) ?? 0 }
 }

@@ -89,9 +89,13 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
                       byteOffset: byteOffset + range.lowerBound * per * dtype.byteSize)
     }
 
-    public func converted(to target: DType) -> Tensor {
+    public func converted(to target: DType) -> Tensor { converted(to: target, planned: true) }
+
+    /// `planned: false` for copies that outlive the running call (a weight's converted copy).
+    func converted(to target: DType, planned: Bool) -> Tensor {
         if target == dtype { return self }
-        let out = Tensor(shape: shape, dtype: target, layout: layout)
+        let out = Tensor(storage: Storage(byteCount: count * target.byteSize, planned: planned), shape: shape,
+                         dtype: target, layout: layout)
         let n = count
         let chunk = 4096
         parallelFor((n + chunk - 1) / chunk, minChunk: 16) { r in

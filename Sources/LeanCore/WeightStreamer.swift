@@ -9,11 +9,11 @@ import Synchronization
 /// background thread loads the next weights in recorded order (cyclically within the group, since a UNet repeats
 /// its pass every step) while the current op computes, as far as the budget allows.
 ///
-/// The weights of the last two uses are never evicted (a kernel may hold their pointers), nor are loads in flight,
+/// Pinned weights (those a kernel is reading) are never evicted, nor are loads in flight or the weight being used,
 /// so the budget is soft by at most those (and by the packed copy an op makes after its weight was counted); it
 /// should be a few of the largest weights (plus their packed copies) for prefetch to overlap anything. Prefetched
 /// weights not used yet are evicted last.
-public final class WeightStreamer: StorageObserver, @unchecked Sendable {
+public final class WeightStreamer: ParameterObserver, @unchecked Sendable {  // mutable state under `state`
     public struct Stats: Sendable, Equatable {
         /// Bytes of managed weights in memory (plain plus packed/converted copies), now and at the highest point.
         public var residentBytes = 0
@@ -27,12 +27,9 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     public let budgetBytes: Int
     /// How many weights ahead the prefetcher may load.
     public let lookahead: Int
-    /// The last this-many distinct weights used are protected from eviction: the op running holds their pointers
-    /// (an op reads at most two streamed weights, e.g. CLIP's token and position embeddings; biases stay resident).
-    let protectedRecent = 2
 
     struct Entry {
-        let storage: Storage
+        let storage: Parameter
         let group: Int
         var lastUse: UInt64 = 0
         var prefetchedUnused = false
@@ -47,7 +44,6 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
         /// text encoding); until then "what comes next" is unknown and nothing is prefetched.
         var recorded: [Bool] = []
         var position: [ObjectIdentifier: Int] = [:]
-        var recent: [ObjectIdentifier] = []
         var tick: UInt64 = 0
         var stats = Stats()
     }
@@ -59,27 +55,30 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     /// Where evicted packed copies go (see `SpillFile`); nil rebuilds them from the weights on every load.
     public let spill: SpillFile?
 
-    /// Sets the process's `BufferPool` to `budgetBytes` (see there: reloads reuse evicted buffers instead of
-    /// faulting in new pages every step); it goes back to 0 when the streamer goes away. The pool is process-wide:
-    /// with several streaming pipelines alive, the last one set it (only speed depends on it, never results).
-    public init(budgetBytes: Int, lookahead: Int = 8, spill: SpillFile? = nil) {
+    private let pool: BufferPool
+
+    /// Sets `context`'s `BufferPool` to `budgetBytes` (see there: reloads reuse evicted buffers instead of
+    /// faulting in new pages every step); it goes back to 0 when the streamer goes away.
+    public init(budgetBytes: Int, lookahead: Int = 8, spill: SpillFile? = nil, context: RuntimeContext = .current) {
         self.budgetBytes = budgetBytes
         self.lookahead = lookahead
         self.spill = spill
-        BufferPool.shared.capacity = budgetBytes
+        pool = context.bufferPool
+        pool.capacity = budgetBytes
     }
 
-    deinit { BufferPool.shared.capacity = 0 }
+    deinit { pool.capacity = 0 }
 
-    /// Takes `storages` (evictable) under management as group `group`: evicts them and observes their uses.
+    /// Takes `storages` (evictable weights) under management as group `group`: evicts them and observes their uses.
     public func manage(_ storages: [Storage], group: Int) {
+        let parameters = storages.compactMap(\.parameter).filter(\.isEvictable)
         state.withLock { s in
             while s.order.count <= group { s.order.append([]); s.recorded.append(false) }
-            for st in storages where st.isEvictable {
+            for st in parameters {
                 s.entries[ObjectIdentifier(st)] = Entry(storage: st, group: group)
             }
         }
-        for st in storages where st.isEvictable {
+        for st in parameters {
             st.evict()
             st.observer = self
             if let spill {
@@ -98,21 +97,30 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
     /// Waits for prefetches in flight, then evicts every managed weight.
     public func evictAll() {
         pending.wait()
-        let victims = state.withLock { s -> [Storage] in
-            var out: [Storage] = []
+        let victims = state.withLock { s -> [Parameter] in
+            var out: [Parameter] = []
             for (id, e) in s.entries where e.resident {
                 out.append(e.storage)
                 s.entries[id]!.resident = false
                 s.entries[id]!.prefetchedUnused = false
             }
-            s.recent.removeAll()
             return out
         }
-        for v in victims { v.evict() }
+        let kept = evict(victims)
         state.withLock { s in
-            s.stats.evictions += victims.count
-            s.stats.residentBytes = 0
+            s.stats.evictions += victims.count - kept
+            s.stats.residentBytes = residentBytes(s)
         }
+    }
+
+    /// Evicts `victims`; one that a kernel pinned meanwhile stays and is marked resident again. Returns how many stayed.
+    private func evict(_ victims: [Parameter]) -> Int {
+        var kept = 0
+        for v in victims where v.evict() == 0 && v.isResident {
+            kept += 1
+            state.withLock { s in s.entries[ObjectIdentifier(v)]?.resident = true }
+        }
+        return kept
     }
 
     /// Waits until the prefetch thread is idle.
@@ -122,10 +130,10 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
         s.entries.values.reduce(0) { $0 + ($1.resident || $1.inFlight ? $1.storage.residentBytes : 0) }
     }
 
-    public func touched(_ storage: Storage) {
+    public func touched(_ storage: Parameter) {
         let id = ObjectIdentifier(storage)
-        var victims: [Storage] = []
-        var toPrefetch: [Storage] = []
+        var victims: [Parameter] = []
+        var toPrefetch: [Parameter] = []
         state.withLock { s in
             guard var e = s.entries[id] else { return }
             s.tick += 1
@@ -140,18 +148,13 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
             } else if s.position[id] == 0 {
                 s.recorded[e.group] = true
             }
-            if s.recent.last != id {
-                s.recent.removeAll { $0 == id }
-                s.recent.append(id)
-                if s.recent.count > protectedRecent { s.recent.removeFirst() }
-            }
             var bytes = residentBytes(s)
             s.stats.peakResidentBytes = max(s.stats.peakResidentBytes, bytes)
             // Evict the weights used furthest back until the budget holds; prefetched weights not used yet go
             // last (they will be needed soonest).
             if bytes > budgetBytes {
                 let candidates = s.entries.filter { key, v in
-                    v.resident && !v.inFlight && !s.recent.contains(key)
+                    v.resident && !v.inFlight && key != id && !v.storage.isPinned
                 }.sorted { ($0.value.prefetchedUnused ? 1 : 0, $0.value.lastUse) < ($1.value.prefetchedUnused ? 1 : 0, $1.value.lastUse) }
                 for (key, v) in candidates {
                     if bytes <= budgetBytes { break }
@@ -179,7 +182,8 @@ public final class WeightStreamer: StorageObserver, @unchecked Sendable {
                 }
             }
         }
-        for v in victims { v.evict() }
+        let kept = evict(victims)
+        if kept > 0 { state.withLock { $0.stats.evictions -= kept } }
         for st in toPrefetch {
             queue.async(group: pending) { [self] in
                 st.prefetch()

@@ -184,18 +184,17 @@ final class OpParityTests: XCTestCase {
     }
 
     func testAttention() throws {
-        let saved = Ops.flashGEMMThreshold
-        defer { Ops.flashGEMMThreshold = saved }
+        let context = RuntimeContext()
         for name in ["attention_self", "attention_cross", "attention_causal"] {
             let c = try load(name)
             let heads = try c.meta("heads", Int.self), causal = try c.meta("causal", Bool.self)
             // Flash through the register kernel (never GEMM) and through oneDNN tiles (always GEMM).
             for threshold in [Int.max, 0] {
-              Ops.flashGEMMThreshold = threshold
+              context.settings.flashGEMMThreshold = threshold
               for dtype in dtypes {
                 for kernel in [AttentionKernel.standard, .flash, .sliced(headsPerSlice: 1), .sliced(headsPerSlice: 0)] {
-                    let y = Ops.attention(q: try c.tensor("q", dtype), k: try c.tensor("k", dtype), v: try c.tensor("v", dtype),
-                                          heads: heads, causal: causal, kernel: kernel)
+                    let (q, k, v) = (try c.tensor("q", dtype), try c.tensor("k", dtype), try c.tensor("v", dtype))
+                    let y = context.run { Ops.attention(q: q, k: k, v: v, heads: heads, causal: causal, kernel: kernel) }
                     XCTAssertEqual(y.dtype, dtype)
                     assertClose(y, try c.floats("out"), dtype, "\(name) \(kernel) gemm-threshold \(threshold)")
                 }
@@ -209,7 +208,7 @@ final class OpParityTests: XCTestCase {
     func testAttentionMemory() {
         let n = 1024, heads = 2, d = 40
         let q = Tensor([Float](repeating: 0.01, count: 2 * n * heads * d), shape: [2, n, heads * d])
-        let tracker = MemoryTracker.shared
+        let tracker = RuntimeContext.current.tracker
         tracker.resetPeak(.cpu)
         let base = tracker.current(.cpu)
         _ = Ops.attention(q: q, k: q, v: q, heads: heads, kernel: .flash)
@@ -237,7 +236,7 @@ final class OpParityTests: XCTestCase {
     }
 
     func testMemoryTrackerPeak() {
-        let tracker = MemoryTracker.shared
+        let tracker = RuntimeContext.current.tracker
         tracker.resetPeak(.cpu)
         let before = tracker.current(.cpu)
         do {

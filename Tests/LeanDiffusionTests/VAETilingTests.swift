@@ -158,7 +158,7 @@ final class VAETilingTests: XCTestCase {
     func testTiledDecodeMemory() throws {
         let vae = try vae(ComputePolicy(dtype: .f32, layout: .nhwc, attention: .flash))
         let z = Tensor((0..<(4 * 48 * 48)).map { sin(Float($0) * 0.37) }, shape: [1, 4, 48, 48])
-        let tracker = MemoryTracker.shared
+        let tracker = RuntimeContext.current.tracker
         func peak(_ body: () -> Tensor) -> (Int, Tensor) {
             tracker.resetPeak(.cpu)
             let base = tracker.current(.cpu)

@@ -65,12 +65,12 @@ do {
         for (name, kernel) in [("flash", AttentionKernel.flash), ("standard", .standard)] {
             guard selected("attention_4096", "\(dtype) \(name)") else { continue }
             _ = Ops.attention(q: q, k: k, v: v, heads: h, kernel: kernel)
-            MemoryTracker.shared.resetPeak(.cpu)
-            let base = MemoryTracker.shared.current(.cpu)
+            RuntimeContext.current.tracker.resetPeak(.cpu)
+            let base = RuntimeContext.current.tracker.current(.cpu)
             let t = time(max(1, reps / 2)) { _ = Ops.attention(q: q, k: k, v: v, heads: h, kernel: kernel) }
             // Peak above the inputs: output plus whatever the kernel held (scores or tiles).
             emit("attention_4096", "\(dtype) \(name)", seconds: t, flops: flops,
-                 peakBytes: MemoryTracker.shared.peak(.cpu) - base)
+                 peakBytes: RuntimeContext.current.tracker.peak(.cpu) - base)
         }
     }
 }

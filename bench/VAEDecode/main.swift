@@ -24,7 +24,7 @@ do {
     let t0 = clock.now
     let vae = try AutoencoderKL(directory: args[1], policy: ComputePolicy(dtype: dtype))
     let loaded = clock.now
-    let weightsMB = Double(MemoryTracker.shared.current(.cpu)) / mib
+    let weightsMB = Double(RuntimeContext.current.tracker.current(.cpu)) / mib
     let rssLoaded = Double(ProcessMemory.currentRSSBytes()) / mib
     let h = size / vae.scaleFactor
     var s: UInt64 = 7
@@ -32,14 +32,14 @@ do {
         s = s &* 6364136223846793005 &+ 1442695040888963407
         return Float(Int64(bitPattern: s >> 11) % 2000 - 1000) / 1000
     }, shape: [1, 4, h, h])
-    MemoryTracker.shared.resetPeak(.cpu)
+    RuntimeContext.current.tracker.resetPeak(.cpu)
     let t1 = clock.now
     let image = vae.decode(latents, options: VAEOptions(tiling: tiled, tileSampleSize: tile))
     let t2 = clock.now
     let finite = image.toFloats().allSatisfy { $0.isFinite }
     print("{\"impl\":\"lean\",\"size\":\(size),\"dtype\":\"\(dtype)\",\"tiled\":\(tiled),\"tile\":\(tile),"
           + "\"load_s\":\((loaded - t0).inSeconds),\"decode_s\":\((t2 - t1).inSeconds),\"weights_mb\":\(weightsMB),\"rss_after_load_mb\":\(rssLoaded),"
-          + "\"peak_tracked_mb\":\(Double(MemoryTracker.shared.peak(.cpu)) / mib),"
+          + "\"peak_tracked_mb\":\(Double(RuntimeContext.current.tracker.peak(.cpu)) / mib),"
           + "\"peak_rss_mb\":\(Double(ProcessMemory.peakRSSBytes()) / mib),\"finite\":\(finite)}")
 } catch {
     fputs("error: \(error)\n", stderr)

@@ -161,12 +161,13 @@ public struct WeightLoader: @unchecked Sendable {
             guard info.dtype.isFloatingPoint else {
                 throw ModelLoadError.unsupportedDType(key: key, file: file.path, dtype: info.dtype.rawValue)
             }
-            return Tensor(try file.floats(key), shape: shape).converted(to: dtype)
+            let t = Tensor(try file.floats(key), shape: shape).converted(to: dtype)
+            return Tensor(storage: .residentWeight(t, name: key), shape: shape, dtype: dtype)
         }
         if let registry {
             let count = shape.reduce(1, *)
             let range = Self.rangeSource(file: file, key: key, from: src, to: dtype)
-            let storage = Storage(byteCount: count * dtype.byteSize,
+            let storage = Storage(byteCount: count * dtype.byteSize, name: key,
                                   source: { out in try range(0, UnsafeMutableRawBufferPointer(start: out, count: count * dtype.byteSize)) },
                                   rangeSource: range)
             registry.add(WeightRegistry.Weight(key: key, shape: shape, storage: storage))
@@ -175,7 +176,7 @@ public struct WeightLoader: @unchecked Sendable {
         let bytes = try file.bytes(key)
         let t = Tensor(shape: shape, dtype: src)
         if bytes.count > 0 { t.raw.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-        return t.converted(to: dtype)
+        return Tensor(storage: .residentWeight(t.converted(to: dtype), name: key), shape: shape, dtype: dtype)
     }
 
     /// Fills bytes `[offset, offset + out.count)` of a weight as stored in memory (type `dst`): `pread` from the

@@ -28,8 +28,11 @@ final class OffloadController {
     private(set) var streamer: WeightStreamer?
     let budgetBytes: Int?
 
-    init(mode: OffloadMode, budgetBytes: Int?) {
+    let context: RuntimeContext
+
+    init(mode: OffloadMode, budgetBytes: Int?, context: RuntimeContext) {
         self.mode = mode
+        self.context = context
         self.budgetBytes = budgetBytes
     }
 
@@ -41,11 +44,11 @@ final class OffloadController {
         switch mode {
         case .none:
             for r in all {
-                for s in r.storages { s.releasesPlainWhenDerived = true }
+                for s in r.storages { s.parameter?.releasesPlainWhenDerived = true }
                 r.loadAll()
             }
         case .model:
-            for r in all { for s in r.storages { s.releasesPlainWhenDerived = true } }
+            for r in all { for s in r.storages { s.parameter?.releasesPlainWhenDerived = true } }
         case .sequential:
             let streamed = all.map { r in r.weights.filter { $0.shape.count > 1 }.map(\.storage) }
             // Default: room for the UNet's largest weight with its packed copy and one more. The UNet sets it: its
@@ -56,7 +59,8 @@ final class OffloadController {
             // Packed copies spill to an unlinked scratch file in $TMPDIR: later steps read back the bytes the
             // kernels use (no fp32->bf16 conversion, no reorder). Without a writable directory they are rebuilt.
             let tmp = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-            let s = WeightStreamer(budgetBytes: budgetBytes ?? 3 * largest, spill: SpillFile(directory: tmp))
+            let s = WeightStreamer(budgetBytes: budgetBytes ?? 3 * largest, spill: SpillFile(directory: tmp),
+                                   context: context)
             for (i, r) in all.enumerated() {
                 for w in r.weights where w.shape.count <= 1 { w.storage.load() }
                 s.manage(streamed[i], group: i)

@@ -67,16 +67,18 @@ public struct RunReport: Codable, Sendable, Equatable {
 /// Measures phases: resets the tracker's peak at the start, reads time, tracker and RSS at the end.
 struct PhaseClock {
     let clock = ContinuousClock()
+    /// The pipeline's context's tracker.
+    let tracker: MemoryTracker
 
     func measure<T>(_ name: String, into phases: inout [PhaseReport], _ body: () throws -> T) rethrows -> T {
-        MemoryTracker.shared.resetPeak()
+        tracker.resetPeak()
         let start = clock.now
         let result = try body()
         let seconds = (clock.now - start).inSeconds
         let rss = ProcessMemory.currentRSSBytes()
         phases.append(PhaseReport(name: name, seconds: seconds,
-                                  peakTrackedBytes: Self.tracked { MemoryTracker.shared.peak($0) },
-                                  endTrackedBytes: Self.tracked { MemoryTracker.shared.current($0) },
+                                  peakTrackedBytes: Self.tracked { tracker.peak($0) },
+                                  endTrackedBytes: Self.tracked { tracker.current($0) },
                                   peakRSSBytes: max(ProcessMemory.peakRSSBytes(), rss), endRSSBytes: rss))
         return result
     }

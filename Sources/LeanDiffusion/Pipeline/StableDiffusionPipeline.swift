@@ -69,6 +69,9 @@ public final class StableDiffusionPipeline {
     public private(set) var lastReport: RunReport?
     /// Sequential offload's streamer (nil in the other modes).
     public var weightStreamer: WeightStreamer? { offloadController.streamer }
+    /// The memory system and kernel state this pipeline owns (tracker, planned arenas, primitive cache, buffer
+    /// pool): every load, generate and decode runs in it, so pipelines in one process share nothing mutable.
+    public let context: RuntimeContext
 
     /// Components a Stable Diffusion 1.x/2.x folder must have, with the classes we implement.
     static let requiredComponents: [(name: String, classes: [String])] = [
@@ -85,11 +88,13 @@ public final class StableDiffusionPipeline {
     /// offload (default: three times the largest weight).
     public init(directory: String, policy: ComputePolicy = ComputePolicy(), variant: String? = nil,
                 offload: OffloadMode = .none, streamingBudgetBytes: Int? = nil,
+                context: RuntimeContext = RuntimeContext(),
                 logger: Logger = Logger(label: "lean-diffusion")) throws {
         self.directory = directory
         self.policy = policy
         self.logger = logger
-        let offloadController = OffloadController(mode: offload, budgetBytes: streamingBudgetBytes)
+        self.context = context
+        let offloadController = OffloadController(mode: offload, budgetBytes: streamingBudgetBytes, context: context)
         self.offloadController = offloadController
         guard FileManager.default.fileExists(atPath: directory + "/.") else {
             throw PipelineError.missingFolder(directory)
@@ -128,8 +133,9 @@ public final class StableDiffusionPipeline {
         vaeConfig = try VAEConfig.load(from: directory + "/vae")
         let (unetConfig, vaeConfig) = (self.unetConfig, self.vaeConfig)
         var phases: [PhaseReport] = []
-        let models = try PhaseClock().measure("load", into: &phases) {
+        let models = try PhaseClock(tracker: context.tracker).measure("load", into: &phases) {
             () throws -> (CLIPTextModel, UNet2DConditionModel, AutoencoderKL) in
+          try context.run {
             func weights(_ name: String, _ c: OffloadController.Component) throws -> WeightLoader {
                 try Self.weights(directory + "/" + name, variant, policy).registering(in: offloadController.registry(c))
             }
@@ -137,7 +143,9 @@ public final class StableDiffusionPipeline {
                           try UNet2DConditionModel(config: unetConfig, weights: try weights("unet", .unet), policy: policy),
                           try AutoencoderKL(config: vaeConfig, weights: try weights("vae", .vae), policy: policy))
             offloadController.prepare()
+            try context.checkFailures()
             return models
+          }
         }
         (textEncoder, unet, vae) = models
         loadPhase = phases[0]
@@ -201,7 +209,8 @@ public final class StableDiffusionPipeline {
     func unetPlan(for shape: [Int]) -> ExecutionPlan? {
         guard planUNet, offload != .sequential else { return nil }
         if let plan = unetPlans[shape] { return plan }
-        let plan = ExecutionPlan()
+        let logger = self.logger
+        let plan = ExecutionPlan(log: { message in logger.debug("\(message)") })
         unetPlans[shape] = plan
         return plan
     }
@@ -231,6 +240,11 @@ public final class StableDiffusionPipeline {
     /// `progress` is called after every step; returning false cancels with `PipelineError.cancelled`.
     public func generate(_ request: GenerationRequest,
                          progress: ((StepProgress) -> Bool)? = nil) throws -> [RGBImage] {
+        try context.run { try generateInContext(request, progress: progress) }
+    }
+
+    private func generateInContext(_ request: GenerationRequest,
+                                   progress: ((StepProgress) -> Bool)?) throws -> [RGBImage] {
         let width = request.width ?? defaultSize, height = request.height ?? defaultSize
         let factor = vaeScaleFactor
         guard width > 0, height > 0, width % factor == 0, height % factor == 0 else {
@@ -247,13 +261,15 @@ public final class StableDiffusionPipeline {
         let guidance = request.guidanceScale > 1
         let batch = request.prompts.count * request.imagesPerPrompt
         let clock = ContinuousClock()
-        let phaseClock = PhaseClock()
+        let phaseClock = PhaseClock(tracker: context.tracker)
         var phases = [loadPhase]
         defer { offloadController.runEnded() }
 
-        let embeddings = phaseClock.measure("text encoding", into: &phases) {
+        let embeddings = try phaseClock.measure("text encoding", into: &phases) {
             defer { offloadController.finished(.textEncoder) }
-            return encode(request, guidance: guidance).converted(to: policy.dtype)
+            let e = encode(request, guidance: guidance).converted(to: policy.dtype)
+            try context.checkFailures()
+            return e
         }
 
         var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
@@ -286,6 +302,7 @@ public final class StableDiffusionPipeline {
                     }
                     noise = mixed
                 }
+                try context.checkFailures()
                 latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
                 let seconds = (clock.now - stepStart).inSeconds
                 if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
@@ -298,9 +315,11 @@ public final class StableDiffusionPipeline {
         // The decode's peak comes on top of whatever the heap kept from the loop: give that back first.
         AllocatorPolicy.releaseFreeMemory()
 
-        let images = phaseClock.measure("decode", into: &phases) {
+        let images = try phaseClock.measure("decode", into: &phases) {
             defer { offloadController.finished(.vae) }
-            return decode(latents, shape: latentShape)
+            let images = decode(latents, shape: latentShape)
+            try context.checkFailures()
+            return images
         }
         let stats = weightStreamer?.stats
         lastReport = RunReport(offload: offload.rawValue, dtype: "\(policy.dtype)", width: width, height: height,
@@ -315,6 +334,10 @@ public final class StableDiffusionPipeline {
 
     /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item.
     public func decode(_ latents: [Float], shape: [Int]) -> [RGBImage] {
+        context.run { decodeInContext(latents, shape: shape) }
+    }
+
+    private func decodeInContext(_ latents: [Float], shape: [Int]) -> [RGBImage] {
         let scale = vaeConfig.scalingFactor
         let z = Tensor(latents.map { $0 / scale }, shape: shape).converted(to: policy.dtype).withLayout(policy.layout)
         let decoded = vae.decode(z, options: vaeOptions).converted(to: .f32).withLayout(.nchw)
