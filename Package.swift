@@ -61,5 +61,5 @@ let package = Package(
         .testTarget(name: "LeanDiffusionTests", dependencies: ["LeanDiffusion"], path: "Tests/LeanDiffusionTests",
                     exclude: ["Fixtures"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

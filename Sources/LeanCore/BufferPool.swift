@@ -57,9 +57,10 @@ public final class BufferPool: @unchecked Sendable {  // all state under `state`
     /// Keeps `pointer` (a tracked buffer of `size` bytes) for reuse; false if the pool is off or the buffer is
     /// larger than its capacity (the caller frees it). Older buffers are freed to make room.
     func give(_ pointer: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+        let address = Address(pointer: pointer)
         let (kept, dropped) = state.withLock { s -> (Bool, [(size: Int, pointer: UnsafeMutableRawPointer)]) in
             guard size <= s.capacity else { return (false, []) }
-            s.buffers.append((size, pointer))
+            s.buffers.append((size, address.pointer))
             s.bytes += size
             return (true, Self.trim(&s))
         }

@@ -95,7 +95,8 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
         let p = Storage.allocate(byteCount)
         p.copyMemory(from: bytes, byteCount: byteCount)
         context.tracker.allocated(byteCount, on: device)
-        state.withLock { $0.pointer = p; $0.loads = 1 }
+        let address = Address(pointer: p)
+        state.withLock { $0.pointer = address.pointer; $0.loads = 1 }
     }
 
     deinit {
@@ -174,7 +175,8 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
                 context.recordFailure(WeightReadFailure(weight: name, reason: "\(error)"))
             }
             if fresh { context.tracker.allocated(byteCount, on: device) }
-            state.withLock { $0.pointer = p; $0.loads += 1; $0.poisoned = failed }
+            let address = Address(pointer: p)
+            state.withLock { $0.pointer = address.pointer; $0.loads += 1; $0.poisoned = failed }
             return p
         }
     }

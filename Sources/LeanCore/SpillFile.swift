@@ -12,7 +12,7 @@ import Darwin
 /// The file is unlinked as soon as it is created (nothing is left behind, even after a crash). Reads go through
 /// `pread` into owned buffers, so its pages live in the page cache, not in this process's RSS. Written once per
 /// copy: a spilled copy stays spilled, and later evictions only free its memory.
-public final class SpillFile: @unchecked Sendable {
+public final class SpillFile: @unchecked Sendable {  // `end` (a Mutex) hands out disjoint ranges; fd is immutable
     private let fd: Int32
     private let end = Mutex<Int>(0)
     public let directory: String

@@ -160,3 +160,9 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
     @discardableResult
     public func evict(keepingDerived: Bool = false) -> Int { parameter?.evict(keepingDerived: keepingDerived) ?? 0 }
 }
+
+/// A buffer's address handed into or out of a lock-protected table (a parameter's state, the buffer pool). The
+/// bytes are not shared by this: whoever holds the table's lock decides who may use them.
+struct Address: @unchecked Sendable {  // an address, not access: the owning table's lock guards the bytes
+    let pointer: UnsafeMutableRawPointer
+}

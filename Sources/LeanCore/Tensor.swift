@@ -2,7 +2,7 @@
 ///
 /// Tensors are values that share storage (copy-on-write is not needed: kernels always write fresh outputs, except
 /// the explicitly in-place helpers). Shapes are logical: a 4-D tensor is always (N, C, H, W) whatever its layout.
-public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+public struct Tensor: Sendable, CustomStringConvertible {
     public private(set) var storage: Storage
     public let shape: [Int]
     public let dtype: DType

@@ -281,8 +281,15 @@ final class ProgressBar {
 enum FileHandleOutput {
     static func stderr(_ s: String) {
         var s = s
-        s.withUTF8 { buf in _ = fwrite(buf.baseAddress, 1, buf.count, Glibc.stderr) }
-        fflush(Glibc.stderr)
+        // write(2) on fd 2: unbuffered, and no shared FILE* (which Swift 6 rightly calls shared mutable state).
+        s.withUTF8 { buf in
+            var done = 0
+            while done < buf.count {
+                let n = write(2, buf.baseAddress! + done, buf.count - done)
+                if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                done += n
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ import Darwin
 /// valid only while the instance is alive. If the file is truncated by another
 /// process while mapped, touching the lost pages raises SIGBUS; that cannot be
 /// guarded against from user space.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: @unchecked Sendable {  // no lock needed: immutable after init (see above)
     public let path: String
     public let header: SafeTensorsHeader
     public let fileSize: Int

@@ -8,12 +8,18 @@ import Glibc
 import LeanCore
 import LeanDiffusion
 
+/// A line on standard error (fd 2 directly: Swift 6 treats C's `stderr` as shared mutable state).
+func printError(_ line: String) {
+    let text = line + "\n"
+    _ = text.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+}
+
 let clock = ContinuousClock()
 let mib = 1_048_576.0
 
 let args = CommandLine.arguments
 guard args.count >= 3, let size = Int(args[2]), size % 8 == 0 else {
-    fputs("usage: lean-bench-vae VAE_DIR SIZE [bf16|fp16|fp32] [tiled|untiled] [TILE]\n", stderr)
+    printError("usage: lean-bench-vae VAE_DIR SIZE [bf16|fp16|fp32] [tiled|untiled] [TILE]")
     exit(2)
 }
 let dtype: DType = ["fp32": .f32, "fp16": .f16, "bf16": .bf16][args.count > 3 ? args[3] : "bf16"] ?? .bf16
@@ -42,6 +48,6 @@ do {
           + "\"peak_tracked_mb\":\(Double(RuntimeContext.current.tracker.peak(.cpu)) / mib),"
           + "\"peak_rss_mb\":\(Double(ProcessMemory.peakRSSBytes()) / mib),\"finite\":\(finite)}")
 } catch {
-    fputs("error: \(error)\n", stderr)
+    printError("error: \(error)")
     exit(1)
 }

@@ -32,7 +32,7 @@ public enum ModelLoadError: Error, CustomStringConvertible {
 }
 
 /// The weights a loader handed out as evictable storages, in load order: what an offload policy manages.
-public final class WeightRegistry: @unchecked Sendable {
+public final class WeightRegistry: @unchecked Sendable {  // the list lives in a Mutex
     public struct Weight: Sendable {
         public let key: String
         public let shape: [Int]
@@ -61,7 +61,7 @@ public final class WeightRegistry: @unchecked Sendable {
 /// With a `registry`, weights are evictable storages whose source reads the tensor again from its file (`pread`
 /// into owned memory, so the file mapping's pages never become resident) and converts it; they start evicted and
 /// load on first use, and the registry lists them for an offload policy. Without one, weights are plain storages.
-public struct WeightLoader: @unchecked Sendable {
+public struct WeightLoader: Sendable {
     public let files: [SafeTensorsFile]
     /// The current scope, "" or ending in ".".
     public let prefix: String
