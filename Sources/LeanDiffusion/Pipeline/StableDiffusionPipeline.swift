@@ -56,6 +56,8 @@ public final class StableDiffusionPipeline {
     public let defaultScheduler: SchedulerKind
     /// VAE slicing and tiling for `decode` (off by default, as in diffusers).
     public var vaeOptions = VAEOptions()
+    /// What `generate` compares its memory estimate with (default: this machine's available memory).
+    public var availableMemory = AvailableMemory.system
     var logger: Logger
     /// Where the weights live between and during runs.
     public var offload: OffloadMode { offloadController.mode }
@@ -95,10 +97,7 @@ public final class StableDiffusionPipeline {
             throw PipelineError.missingFolder(directory)
         }
         let indexPath = directory + "/model_index.json"
-        guard let indexData = FileManager.default.contents(atPath: indexPath) else {
-            throw PipelineError.missingFile(indexPath)
-        }
-        let index = try Self.parseIndex(indexData, path: indexPath)
+        let index = try Self.parseIndex(try Self.readInputFile(indexPath), path: indexPath)
         for (name, classes) in Self.requiredComponents {
             guard let cls = index[name] else { throw PipelineError.missingComponent(name: name, folder: directory) }
             guard classes.contains(cls) else {
@@ -112,10 +111,7 @@ public final class StableDiffusionPipeline {
         tokenizer = try CLIPTokenizer(directory: directory + "/tokenizer")
 
         let schedulerPath = directory + "/scheduler/scheduler_config.json"
-        guard let schedulerData = FileManager.default.contents(atPath: schedulerPath) else {
-            throw PipelineError.missingFile(schedulerPath)
-        }
-        var sc = try SchedulerConfig.load(from: schedulerData)
+        var sc = try SchedulerConfig.load(path: schedulerPath)
         // StableDiffusionPipeline.__init__ repairs two legacy settings before anything runs.
         if let offset = sc.stepsOffset, offset != 1 { sc.stepsOffset = 1 }
         if sc.clipSample == true { sc.clipSample = false }
@@ -126,6 +122,8 @@ public final class StableDiffusionPipeline {
         let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
         unetConfig = try UNetConfig.load(from: directory + "/unet")
         vaeConfig = try VAEConfig.load(from: directory + "/vae")
+        try Self.checkCompatibility(directory: directory, tokenizer: tokenizer, text: textConfig, unet: unetConfig,
+                                    vae: vaeConfig, scheduler: sc, kind: index["scheduler"]!, schedulerPath: schedulerPath)
         let (unetConfig, vaeConfig) = (self.unetConfig, self.vaeConfig)
         var phases: [PhaseReport] = []
         let models = try PhaseClock().measure("load", into: &phases) {
@@ -231,21 +229,9 @@ public final class StableDiffusionPipeline {
     /// `progress` is called after every step; returning false cancels with `PipelineError.cancelled`.
     public func generate(_ request: GenerationRequest,
                          progress: ((StepProgress) -> Bool)? = nil) throws -> [RGBImage] {
-        let width = request.width ?? defaultSize, height = request.height ?? defaultSize
-        let factor = vaeScaleFactor
-        guard width > 0, height > 0, width % factor == 0, height % factor == 0 else {
-            throw PipelineError.invalidArgument("width and height must be positive multiples of \(factor) (got \(width)x\(height))")
-        }
-        guard request.steps > 0 else { throw PipelineError.invalidArgument("steps must be at least 1 (got \(request.steps))") }
-        guard !request.prompts.isEmpty else { throw PipelineError.invalidArgument("at least one prompt is needed") }
-        guard request.imagesPerPrompt > 0 else { throw PipelineError.invalidArgument("images per prompt must be at least 1") }
-        if let neg = request.negativePrompts, neg.count != request.prompts.count {
-            throw PipelineError.invalidArgument("\(neg.count) negative prompts for \(request.prompts.count) prompts")
-        }
-        guard request.clipSkip >= 0 else { throw PipelineError.invalidArgument("clip skip must not be negative") }
-
-        let guidance = request.guidanceScale > 1
-        let batch = request.prompts.count * request.imagesPerPrompt
+        let checked = try validate(request)
+        let (width, height, factor) = (checked.width, checked.height, vaeScaleFactor)
+        let (guidance, batch) = (checked.guidance, checked.batch)
         let clock = ContinuousClock()
         let phaseClock = PhaseClock()
         var phases = [loadPhase]
@@ -255,6 +241,7 @@ public final class StableDiffusionPipeline {
             defer { offloadController.finished(.textEncoder) }
             return encode(request, guidance: guidance).converted(to: policy.dtype)
         }
+        try FiniteCheck.require(embeddings, "the text encoder")
 
         var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
         let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
@@ -276,6 +263,7 @@ public final class StableDiffusionPipeline {
                 let forward = { self.unet(x, timestep: t, encoderHiddenStates: embeddings) }
                 let out = unetPlan(for: x.shape)?.run(forward) ?? forward()
                 var noise = out.converted(to: .f32).toFloats()
+                try FiniteCheck.require(noise, "the UNet", step: i + 1, of: scheduler.timesteps.count)
                 if guidance {
                     // uncond + g * (text - uncond), in f32 as diffusers computes it.
                     let g = request.guidanceScale
@@ -287,6 +275,8 @@ public final class StableDiffusionPipeline {
                     noise = mixed
                 }
                 latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+                try FiniteCheck.require(latents, "the scheduler step (guidance \(request.guidanceScale))", step: i + 1,
+                                        of: scheduler.timesteps.count)
                 let seconds = (clock.now - stepStart).inSeconds
                 if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
                     throw PipelineError.cancelled
@@ -298,9 +288,9 @@ public final class StableDiffusionPipeline {
         // The decode's peak comes on top of whatever the heap kept from the loop: give that back first.
         AllocatorPolicy.releaseFreeMemory()
 
-        let images = phaseClock.measure("decode", into: &phases) {
+        let images = try phaseClock.measure("decode", into: &phases) {
             defer { offloadController.finished(.vae) }
-            return decode(latents, shape: latentShape)
+            return try decodeChecked(latents, shape: latentShape)
         }
         let stats = weightStreamer?.stats
         lastReport = RunReport(offload: offload.rawValue, dtype: "\(policy.dtype)", width: width, height: height,
