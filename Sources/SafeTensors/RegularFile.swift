@@ -20,18 +20,26 @@ public enum RegularFile {
         guard fstat(fd, &st) == 0 else { throw FileReadError(path: path, reason: .readFailed(errno: errno)) }
         let size = Int(st.st_size)
         guard size <= byteLimit else { throw FileReadError(path: path, reason: .tooLarge(size: size, limit: byteLimit)) }
-        var out = [UInt8](repeating: 0, count: size)
+        // Read to end of file: /proc and /sys files report size 0 and have content.
+        var out = [UInt8](repeating: 0, count: max(size + 1, 4096))
         var done = 0
-        while done < size {
-            let n = out.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress! + done, size - done) }
+        while true {
+            if done == out.count {
+                guard out.count <= byteLimit else {
+                    throw FileReadError(path: path, reason: .tooLarge(size: out.count, limit: byteLimit))
+                }
+                out.append(contentsOf: [UInt8](repeating: 0, count: out.count))
+            }
+            let n = out.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 throw FileReadError(path: path, reason: .readFailed(errno: errno))
             }
-            if n == 0 { break }  // shrank while reading: use what is there
+            if n == 0 { break }
             done += n
         }
-        return done == size ? out : Array(out.prefix(done))
+        out.removeSubrange(done...)
+        return out
     }
 
     /// Whether `path` names an existing regular file (following symlinks); false for FIFOs, directories, devices.
