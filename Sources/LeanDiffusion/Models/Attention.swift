@@ -11,11 +11,9 @@ struct Attention {
     let toQ, toK, toV, toOut: Linear
     let heads: Int
     let kernel: AttentionKernel
-    /// diffusers' `upcast_attention`: scores and softmax in f32 whatever the compute type (SD 2.x sets it).
-    let upcast: Bool
 
     init(_ w: WeightLoader, queryDim: Int, contextDim: Int? = nil, heads: Int, qkvBias: Bool,
-         kernel: AttentionKernel, upcast: Bool = false) throws {
+         kernel: AttentionKernel) throws {
         let kv = contextDim ?? queryDim
         toQ = try Linear(w.scoped("to_q"), in: queryDim, out: queryDim, bias: qkvBias)
         toK = try Linear(w.scoped("to_k"), in: kv, out: queryDim, bias: qkvBias)
@@ -23,18 +21,11 @@ struct Attention {
         toOut = try Linear(w.scoped("to_out.0"), in: queryDim, out: queryDim)
         self.heads = heads
         self.kernel = kernel
-        self.upcast = upcast
     }
 
     func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
         let c = context ?? x
-        let q = toQ(x), k = toK(c), v = toV(c)
-        guard upcast, q.dtype != .f32 else {
-            return toOut(Ops.attention(q: q, k: k, v: v, heads: heads, kernel: kernel))
-        }
-        let a = Ops.attention(q: q.converted(to: .f32), k: k.converted(to: .f32), v: v.converted(to: .f32),
-                              heads: heads, kernel: kernel)
-        return toOut(a.converted(to: q.dtype))
+        return toOut(Ops.attention(q: toQ(x), k: toK(c), v: toV(c), heads: heads, kernel: kernel))
     }
 }
 
@@ -57,14 +48,12 @@ struct BasicTransformerBlock {
     let attn1, attn2: Attention
     let ff: FeedForward
 
-    init(_ w: WeightLoader, dim: Int, heads: Int, crossAttentionDim: Int, kernel: AttentionKernel,
-         upcastAttention: Bool = false) throws {
+    init(_ w: WeightLoader, dim: Int, heads: Int, crossAttentionDim: Int, kernel: AttentionKernel) throws {
         norm1 = try LayerNorm(w.scoped("norm1"), dim: dim, eps: 1e-5)
-        attn1 = try Attention(w.scoped("attn1"), queryDim: dim, heads: heads, qkvBias: false, kernel: kernel,
-                              upcast: upcastAttention)
+        attn1 = try Attention(w.scoped("attn1"), queryDim: dim, heads: heads, qkvBias: false, kernel: kernel)
         norm2 = try LayerNorm(w.scoped("norm2"), dim: dim, eps: 1e-5)
         attn2 = try Attention(w.scoped("attn2"), queryDim: dim, contextDim: crossAttentionDim, heads: heads,
-                              qkvBias: false, kernel: kernel, upcast: upcastAttention)
+                              qkvBias: false, kernel: kernel)
         norm3 = try LayerNorm(w.scoped("norm3"), dim: dim, eps: 1e-5)
         ff = try FeedForward(w.scoped("ff"), dim: dim)
     }
@@ -86,7 +75,7 @@ struct Transformer2DModel {
     let layout: Layout
 
     init(_ w: WeightLoader, channels c: Int, heads: Int, crossAttentionDim: Int, groups: Int,
-         useLinearProjection: Bool, upcastAttention: Bool = false, policy: ComputePolicy) throws {
+         useLinearProjection: Bool, policy: ComputePolicy) throws {
         norm = try GroupNorm(w.scoped("norm"), channels: c, groups: groups, eps: 1e-6)
         if useLinearProjection {
             projIn = .linear(try Linear(w.scoped("proj_in"), in: c, out: c))
@@ -96,8 +85,7 @@ struct Transformer2DModel {
             projOut = .conv(try Conv2d(w.scoped("proj_out"), in: c, out: c, kernel: 1))
         }
         blocks = [try BasicTransformerBlock(w.scoped("transformer_blocks.0"), dim: c, heads: heads,
-                                            crossAttentionDim: crossAttentionDim, kernel: policy.attention,
-                                            upcastAttention: upcastAttention)]
+                                            crossAttentionDim: crossAttentionDim, kernel: policy.attention)]
         layout = policy.layout
     }
 

@@ -280,6 +280,9 @@ public struct UNetConfig: Decodable, Sendable {
     public var numAttentionHeads: [Int]
     public var crossAttentionDim: Int
     public var useLinearProjection: Bool
+    /// diffusers' `upcast_attention` (SD 2.x): attention scores and softmax in f32 whatever the compute type, the
+    /// probabilities cast back before P·V. `Ops.attention` does exactly that for every kernel and storage type, so
+    /// both values are honoured by the same code.
     public var upcastAttention: Bool
     public var normNumGroups: Int
     public var normEps: Float

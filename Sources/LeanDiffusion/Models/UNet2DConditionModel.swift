@@ -33,8 +33,7 @@ struct UNetDownBlock {
         attentions = type == .plain ? [] : try (0..<layers).map {
             try Transformer2DModel(w.scoped("attentions.\($0)"), channels: outC, heads: heads,
                                    crossAttentionDim: c.crossAttentionDim, groups: c.normNumGroups,
-                                   useLinearProjection: c.useLinearProjection,
-                                   upcastAttention: c.upcastAttention, policy: policy)
+                                   useLinearProjection: c.useLinearProjection, policy: policy)
         }
         downsampler = addDownsample ? try Downsample2D(w.scoped("downsamplers.0"), channels: outC, padding: c.downsamplePadding) : nil
     }
@@ -66,8 +65,7 @@ struct UNetMidBlock2DCrossAttn {
         }
         attentions = [try Transformer2DModel(w.scoped("attentions.0"), channels: ch, heads: heads,
                                              crossAttentionDim: c.crossAttentionDim, groups: c.normNumGroups,
-                                             useLinearProjection: c.useLinearProjection,
-                                   upcastAttention: c.upcastAttention, policy: policy)]
+                                             useLinearProjection: c.useLinearProjection, policy: policy)]
     }
 
     func callAsFunction(_ x: Tensor, temb: Tensor, context: Tensor) -> Tensor {
@@ -95,8 +93,7 @@ struct UNetUpBlock {
         attentions = type == .plain ? [] : try (0..<layers).map {
             try Transformer2DModel(w.scoped("attentions.\($0)"), channels: outC, heads: heads,
                                    crossAttentionDim: c.crossAttentionDim, groups: c.normNumGroups,
-                                   useLinearProjection: c.useLinearProjection,
-                                   upcastAttention: c.upcastAttention, policy: policy)
+                                   useLinearProjection: c.useLinearProjection, policy: policy)
         }
         upsampler = addUpsample ? try Upsample2D(w.scoped("upsamplers.0"), channels: outC) : nil
     }

@@ -17,8 +17,8 @@ public enum GenerationOutput {
         } catch {
             let reason: String
             if case PipelineError.outputFailed(_, let r)? = error as? PipelineError { reason = r } else { reason = "\(error)" }
-            let written = paths.count == 1 ? paths[0] : "\(paths.count) images"
-            throw PipelineError.outputFailed(path: report.path, reason: "\(reason) (the report only: \(written) was written)")
+            throw PipelineError.outputFailed(path: report.path,
+                                             reason: "\(reason) (only the report failed: \(paths.joined(separator: ", ")) written)")
         }
     }
 }

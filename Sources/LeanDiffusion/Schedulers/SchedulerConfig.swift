@@ -191,9 +191,28 @@ public struct SchedulerConfig: Decodable, Sendable, Equatable {
     public static func load(from data: Data) throws -> SchedulerConfig {
         let d = JSONDecoder()
         d.allowsJSON5 = true
+        try checkIntegers(data, decoder: d)
         let c = try d.decode(SchedulerConfig.self, from: data)
         try c.validate()
         return c
+    }
+
+    /// Integer fields checked as numbers first: `JSONDecoder` reports 1e30 for an `Int` as invalid JSON without
+    /// naming the field.
+    static func checkIntegers(_ data: Data, decoder: JSONDecoder) throws {
+        guard case .object(let o)? = try? decoder.decode(ConfigJSON.self, from: data) else { return }
+        func integral(_ v: ConfigJSON) -> Bool {
+            guard case .number(let x) = v else { return true }  // other types: the typed decode names them
+            return x.isFinite && x == x.rounded() && abs(x) <= 9_007_199_254_740_992
+        }
+        for key in ["num_train_timesteps", "steps_offset", "solver_order"] {
+            if let v = o[key], !integral(v) {
+                throw SchedulerError.invalidValue(field: key, value: "\(v)", reason: "must be an integer in range")
+            }
+        }
+        if case .array(let a)? = o["disable_corrector"], let bad = a.first(where: { !integral($0) }) {
+            throw SchedulerError.invalidValue(field: "disable_corrector", value: "\(bad)", reason: "must be integers")
+        }
     }
 
     /// Reads and checks `path`; every failure is a `PipelineError` naming the file (and the field, when one is at
