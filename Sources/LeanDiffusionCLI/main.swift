@@ -164,10 +164,28 @@ struct Generate: ParsableCommand {
     var verbose = false
 
     func validate() throws {
-        if let w = width, w <= 0 || w % 8 != 0 { throw ValidationError("--width must be a positive multiple of 8 (got \(w))") }
-        if let h = height, h <= 0 || h % 8 != 0 { throw ValidationError("--height must be a positive multiple of 8 (got \(h))") }
+        let maxSide = RequestLimits.maxSide
+        if let w = width, w <= 0 || w % 8 != 0 || w > maxSide {
+            throw ValidationError("--width must be a positive multiple of 8 up to \(maxSide) (got \(w))")
+        }
+        if let h = height, h <= 0 || h % 8 != 0 || h > maxSide {
+            throw ValidationError("--height must be a positive multiple of 8 up to \(maxSide) (got \(h))")
+        }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1 (got \(steps))") }
-        if count < 1 { throw ValidationError("--count must be at least 1 (got \(count))") }
+        if count < 1 || count > RequestLimits.maxBatch {
+            throw ValidationError("--count must be in 1...\(RequestLimits.maxBatch) (got \(count))")
+        }
+        if let g = guidance, !g.isFinite {
+            throw ValidationError("--guidance must be a finite number such as 7.5, or 1 to turn guidance off (got \(g))")
+        }
+        if let b = offloadBudget {
+            // Int(b * 1 MiB) traps for inf/nan and for values past Int's range.
+            guard b.isFinite, b > 0, b <= Self.maxOffloadBudgetMiB else {
+                throw ValidationError("--offload-budget must be a positive number of MiB up to \(Int(Self.maxOffloadBudgetMiB)) (got \(b))")
+            }
+            guard offload == .sequential else { throw ValidationError("--offload-budget needs --offload sequential") }
+        }
+        if clipSkip < 0 { throw ValidationError("--clip-skip must not be negative (got \(clipSkip))") }
         guard parsedDType != nil else { throw ValidationError("--dtype must be fp32, fp16 or bf16 (got \(dtype))") }
         guard parsedAttention != nil else {
             throw ValidationError("--attention must be standard, sliced or flash; --attention-slice auto, max or a positive number")
@@ -177,6 +195,9 @@ struct Generate: ParsableCommand {
             if t <= 0 || t % 8 != 0 { throw ValidationError("--vae-tile-size must be a positive multiple of 8 (got \(t))") }
         }
     }
+
+    /// 16 TiB: more than any machine, small enough that the byte count fits in an Int.
+    static let maxOffloadBudgetMiB = Double(16 << 20)
 
     var parsedDType: DType? {
         switch dtype.lowercased() {
@@ -202,6 +223,23 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
+        do { try generate() } catch let e as PipelineError { throw CLIError(Self.describe(e)) }
+    }
+
+    /// A library error in the CLI's words: request fields become the options that set them.
+    static func describe(_ e: PipelineError) -> String {
+        guard case .invalidRequest(let field, let reason) = e else { return e.description }
+        let options = ["steps": "--steps", "guidanceScale": "--guidance", "width": "--width", "height": "--height",
+                       "imagesPerPrompt": "--count", "clipSkip": "--clip-skip", "prompts": "--prompt",
+                       "negativePrompts": "--negative-prompt", "vaeOptions.tileSampleSize": "--vae-tile-size"]
+        return "\(options[field] ?? field): \(reason)"
+    }
+
+    func generate() throws {
+        // Fail on an unwritable output before loading anything.
+        let paths = Self.outputPaths(output, count: count)
+        for path in paths { try OutputTarget.check(path) }
+        if let report { try OutputTarget.check(report) }
         // Memory-first modes also return freed activations to the system: 650 MB less RSS on SD1.5 bf16, but
         // ~25% slower steps from the page faults, so the resident default keeps glibc's behaviour.
         if offload != .none { AllocatorPolicy.returnLargeBlocksToSystem() }
@@ -237,15 +275,14 @@ struct Generate: ParsableCommand {
             return true
         }
         bar.finish()
-        if let runReport = pipeline.lastReport {
-            if let report { try runReport.jsonData().write(to: URL(fileURLWithPath: report)) }
-            if verbose { FileHandleOutput.stderr(runReport.table() + "\n") }
-        }
-        let paths = Self.outputPaths(output, count: images.count)
-        for (image, path) in zip(images, paths) {
-            try image.writePNG(to: path)
-            if !quiet { FileHandleOutput.stderr("wrote \(path) (\(image.width)x\(image.height))\n") }
-        }
+        // Images first: a report that cannot be written must never cost the images.
+        let runReport = pipeline.lastReport
+        if verbose, let runReport { FileHandleOutput.stderr(runReport.table() + "\n") }
+        try GenerationOutput.write(images, to: Array(paths.prefix(images.count)),
+                                   report: report.flatMap { path in runReport.map { r in (path, { [UInt8](try r.jsonData()) }) } },
+                                   wrote: { image, path in
+                                       if !quiet { FileHandleOutput.stderr("wrote \(path) (\(image.width)x\(image.height))\n") }
+                                   })
     }
 
     /// FILE.png for one image; FILE-0.png, FILE-1.png, ... for several.
@@ -254,6 +291,12 @@ struct Generate: ParsableCommand {
         let base = output.hasSuffix(".png") ? String(output.dropLast(4)) : output
         return (0..<count).map { "\(base)-\($0).png" }
     }
+}
+
+/// An error message for ArgumentParser to print as "Error: ..." (exit status 1).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// A one-line progress bar on stderr, redrawn in place.

@@ -10,7 +10,10 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable, Senda
     public enum Kind: Equatable, Sendable {
         // I/O
         case openFailed(errno: Int32)
+        /// A directory where a .safetensors file should be.
         case notRegularFile
+        /// A FIFO, device or socket where a .safetensors file should be (`kind` says which).
+        case specialFile(kind: String)
         case statFailed(errno: Int32)
         case mmapFailed(errno: Int32)
         case readFailed(errno: Int32)
@@ -67,7 +70,8 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable, Senda
     public var message: String {
         switch kind {
         case .openFailed(let e): return "cannot open file (\(errnoText(e)))"
-        case .notRegularFile: return "not a regular file"
+        case .notRegularFile: return "is a directory, not a .safetensors file"
+        case .specialFile(let kind): return "is \(kind), not a regular file; replace it with the .safetensors file itself"
         case .statFailed(let e): return "cannot stat file (\(errnoText(e)))"
         case .mmapFailed(let e): return "cannot memory-map file (\(errnoText(e)))"
         case .readFailed(let e): return "read failed (\(errnoText(e)))"

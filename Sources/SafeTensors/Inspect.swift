@@ -124,8 +124,8 @@ public struct ModelInspector: Sendable {
 
     static func readJSON(_ path: String) throws -> StrictJSON.Value {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SafeTensorsError(path: path, .invalidConfig(reason: "cannot read (\(error))"))
+        do { data = Data(try RegularFile.read(path)) } catch {
+            throw SafeTensorsError(path: path, .invalidConfig(reason: error.message))
         }
         do {
             // Config files are written by Python's json module, which tolerates duplicates.

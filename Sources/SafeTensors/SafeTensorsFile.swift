@@ -29,14 +29,23 @@ public final class SafeTensorsFile: @unchecked Sendable {  // no lock needed: im
     private let index: [String: Int]
 
     public init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The type is checked
+        // on the descriptor (no race with a rename), then blocking mode is restored for pread.
+        var fd: Int32
+        repeat { fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } while fd < 0 && errno == EINTR
         guard fd >= 0 else { throw SafeTensorsError(path: path, .openFailed(errno: errno)) }
         var ok = false
         defer { if !ok { close(fd) } }
 
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SafeTensorsError(path: path, .statFailed(errno: errno)) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(path: path, .notRegularFile) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw SafeTensorsError(path: path, .notRegularFile)
+        default: throw SafeTensorsError(path: path, .specialFile(kind: RegularFile.fileKindName(st.st_mode) ?? "special"))
+        }
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
         let size = Int(st.st_size)
         // Checked before mmap: mapping zero bytes fails with EINVAL, and the
         // user deserves the format error rather than an errno.

@@ -52,7 +52,7 @@ final class RuntimeContextTests: XCTestCase {
         let sizes = [(8, 8), (12, 10), (6, 14), (16, 16), (10, 6)]
         for (h, w) in sizes + sizes {
             let z = (0..<(4 * h * w)).map { sin(Float($0) * 0.37) }
-            let images = pipe.decode(z, shape: [1, 4, h, w])
+            let images = try pipe.decode(z, shape: [1, 4, h, w])
             XCTAssertEqual([images[0].width, images[0].height], [w * 8, h * 8])
             resident.append(vae.residentBytes)
         }

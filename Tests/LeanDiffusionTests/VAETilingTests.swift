@@ -188,9 +188,9 @@ final class VAETilingTests: XCTestCase {
                                                policy: ComputePolicy(dtype: .f32, layout: .nhwc))
         let z = try ref(r, "latent_12x10")
         let scaled = z.toFloats().map { $0 * pipe.vaeConfig.scalingFactor }
-        let plain = pipe.decode(scaled, shape: z.shape)
+        let plain = try pipe.decode(scaled, shape: z.shape)
         pipe.vaeOptions = VAEOptions(tiling: true, tileSampleSize: 32)
-        let tiled = pipe.decode(scaled, shape: z.shape)
+        let tiled = try pipe.decode(scaled, shape: z.shape)
         XCTAssertEqual(tiled.count, 1)
         XCTAssertEqual([tiled[0].width, tiled[0].height], [80, 96])
         XCTAssertNotEqual(tiled, plain)

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeTensors
 
 /// A JSON value, so config files can be read field by field with errors that name the field.
 enum ConfigJSON: Decodable {
@@ -45,10 +46,11 @@ struct ConfigReader {
     }
 
     static func read(_ path: String) throws -> ConfigReader {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelLoadError.missingFile(path: path, reason: "file not found or unreadable")
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.read(path) } catch {
+            throw ModelLoadError.missingFile(path: path, reason: error.message)
         }
-        return try ConfigReader(file: path, data: data)
+        return try ConfigReader(file: path, data: Data(bytes))
     }
 
     func fail(_ field: String, _ reason: String) -> ModelLoadError {
@@ -67,8 +69,29 @@ struct ConfigReader {
             if let def { return def }
             throw fail(key, "required integer is missing")
         }
-        guard case .number(let d) = v, d == d.rounded() else { throw fail(key, "expected an integer, got \(v)") }
+        return try integer(key, v)
+    }
+
+    /// A JSON number that is an integer within ±2^53 (exact in a double, so `Int(d)` cannot trap).
+    private func integer(_ key: String, _ v: ConfigJSON) throws -> Int {
+        guard case .number(let d) = v, d.isFinite, d == d.rounded() else { throw fail(key, "expected an integer, got \(v)") }
+        guard abs(d) <= 9_007_199_254_740_992 else { throw fail(key, "\(v) is out of range") }
         return Int(d)
+    }
+
+    /// An integer in `range` (default when absent); the error names the field and the allowed range.
+    func int(_ key: String, _ def: Int? = nil, in range: ClosedRange<Int>) throws -> Int {
+        let v = try int(key, def)
+        guard range.contains(v) else { throw fail(key, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    /// A finite number (default when absent), optionally within `range`.
+    func finite(_ key: String, _ def: Float? = nil, in range: ClosedRange<Float>? = nil) throws -> Float {
+        let v = try float(key, def)
+        guard v.isFinite else { throw fail(key, "\(v) is not a finite number") }
+        if let range, !range.contains(v) { throw fail(key, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return v
     }
 
     func float(_ key: String, _ def: Float? = nil) throws -> Float {
@@ -113,10 +136,21 @@ struct ConfigReader {
             throw fail(key, "required list of integers is missing")
         }
         guard case .array(let a) = v else { throw fail(key, "expected a list of integers, got \(v)") }
+        guard a.count <= 1024 else { throw fail(key, "\(a.count) entries is more than any model has") }
         return try a.map { e in
-            guard case .number(let d) = e, d == d.rounded() else { throw fail(key, "expected integers, got element \(e)") }
-            return Int(d)
+            guard case .number(let d) = e, d.isFinite, d == d.rounded() else { throw fail(key, "expected integers, got element \(e)") }
+            return try integer(key, e)
         }
+    }
+
+    /// A list of integers each in `range`, non-empty.
+    func ints(_ key: String, _ def: [Int]? = nil, each range: ClosedRange<Int>) throws -> [Int] {
+        let l = try ints(key, def)
+        guard !l.isEmpty else { throw fail(key, "the list is empty") }
+        for (i, v) in l.enumerated() where !range.contains(v) {
+            throw fail(key, "entry \(i) = \(v) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return l
     }
 
     /// An integer or a list of integers (one per block), expanded to `count` entries.
@@ -131,6 +165,15 @@ struct ConfigReader {
             return l
         }
         return Array(repeating: try int(key), count: count)
+    }
+
+    /// `intOrList` with every entry in `range`.
+    func intOrList(_ key: String, count: Int, _ def: Int? = nil, each range: ClosedRange<Int>) throws -> [Int] {
+        let l = try intOrList(key, count: count, def)
+        for (i, v) in l.enumerated() where !range.contains(v) {
+            throw fail(key, "entry \(i) = \(v) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return l
     }
 
     /// Fails unless the field is absent, null, or one of `allowed`.
@@ -173,6 +216,20 @@ extension ConfigJSON: CustomStringConvertible {
     }
 }
 
+/// Upper bounds on config values: far above any real model, low enough that sizes computed from them cannot
+/// overflow `Int` or ask for absurd allocations before the weights' shapes are compared.
+enum ConfigLimits {
+    static let channels = 65_536
+    static let latentChannels = 64
+    static let layers = 256
+    static let levels = 8
+    static let positions = 65_536
+    static let vocabulary = 1 << 22
+    /// UNet `sample_size` (latent side) and VAE `sample_size` (image side).
+    static let latentSide = 4096
+    static let imageSide = 32_768
+}
+
 /// transformers' `CLIPTextConfig`, the fields SD 1.x/2.x use.
 public struct CLIPTextConfig: Decodable, Sendable {
     public enum Activation: String, Sendable { case quickGelu = "quick_gelu", gelu, geluTanh = "gelu_new" }
@@ -192,15 +249,15 @@ public struct CLIPTextConfig: Decodable, Sendable {
     }
 
     init(_ r: ConfigReader) throws {
-        hiddenSize = try r.int("hidden_size")
-        intermediateSize = try r.int("intermediate_size")
-        numHiddenLayers = try r.int("num_hidden_layers")
-        numAttentionHeads = try r.int("num_attention_heads")
-        maxPositionEmbeddings = try r.int("max_position_embeddings", 77)
-        vocabSize = try r.int("vocab_size")
+        hiddenSize = try r.int("hidden_size", in: 1...ConfigLimits.channels)
+        intermediateSize = try r.int("intermediate_size", in: 1...4 * ConfigLimits.channels)
+        numHiddenLayers = try r.int("num_hidden_layers", in: 1...ConfigLimits.layers)
+        numAttentionHeads = try r.int("num_attention_heads", in: 1...hiddenSize)
+        maxPositionEmbeddings = try r.int("max_position_embeddings", 77, in: 1...ConfigLimits.positions)
+        vocabSize = try r.int("vocab_size", in: 1...ConfigLimits.vocabulary)
         let act = try r.expectString("hidden_act", in: ["quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh"], "quick_gelu")
         hiddenAct = act == "gelu_pytorch_tanh" ? .geluTanh : Activation(rawValue: act)!
-        layerNormEps = try r.float("layer_norm_eps", 1e-5)
+        layerNormEps = try r.finite("layer_norm_eps", 1e-5, in: 0...1)
         guard hiddenSize % numAttentionHeads == 0 else {
             throw r.fail("num_attention_heads", "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")
         }
@@ -223,6 +280,9 @@ public struct UNetConfig: Decodable, Sendable {
     public var numAttentionHeads: [Int]
     public var crossAttentionDim: Int
     public var useLinearProjection: Bool
+    /// diffusers' `upcast_attention` (SD 2.x): attention scores and softmax in f32 whatever the compute type, the
+    /// probabilities cast back before P·V. `Ops.attention` does exactly that for every kernel and storage type, so
+    /// both values are honoured by the same code.
     public var upcastAttention: Bool
     public var normNumGroups: Int
     public var normEps: Float
@@ -240,12 +300,13 @@ public struct UNetConfig: Decodable, Sendable {
     }
 
     init(_ r: ConfigReader) throws {
-        sampleSize = try r.int("sample_size", 64)
-        inChannels = try r.int("in_channels", 4)
-        outChannels = try r.int("out_channels", 4)
-        blockOutChannels = try r.ints("block_out_channels", [320, 640, 1280, 1280])
+        sampleSize = try r.int("sample_size", 64, in: 1...ConfigLimits.latentSide)
+        inChannels = try r.int("in_channels", 4, in: 1...ConfigLimits.latentChannels)
+        outChannels = try r.int("out_channels", 4, in: 1...ConfigLimits.latentChannels)
+        blockOutChannels = try r.ints("block_out_channels", [320, 640, 1280, 1280], each: 1...ConfigLimits.channels)
         let n = blockOutChannels.count
-        layersPerBlock = try r.intOrList("layers_per_block", count: n, 2)
+        guard n <= ConfigLimits.levels else { throw r.fail("block_out_channels", "\(n) levels; at most \(ConfigLimits.levels) are supported") }
+        layersPerBlock = try r.intOrList("layers_per_block", count: n, 2, each: 1...ConfigLimits.layers)
         downBlockTypes = try r.strings("down_block_types", ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]).map {
             guard let t = DownBlockType(rawValue: $0) else { throw r.fail("down_block_types", "unsupported block type \"\($0)\" (supported: CrossAttnDownBlock2D, DownBlock2D)") }
             return t
@@ -258,19 +319,20 @@ public struct UNetConfig: Decodable, Sendable {
         guard upBlockTypes.count == n else { throw r.fail("up_block_types", "\(upBlockTypes.count) entries for \(n) block_out_channels") }
         _ = try r.expectString("mid_block_type", in: ["UNetMidBlock2DCrossAttn"], "UNetMidBlock2DCrossAttn")
         // diffusers: `num_attention_heads = num_attention_heads or attention_head_dim` (the historical naming bug).
-        numAttentionHeads = r.isNull("num_attention_heads")
-            ? try r.intOrList("attention_head_dim", count: n, 8)
-            : try r.intOrList("num_attention_heads", count: n)
-        crossAttentionDim = try r.int("cross_attention_dim", 1280)
+        let headsField = r.isNull("num_attention_heads") ? "attention_head_dim" : "num_attention_heads"
+        numAttentionHeads = headsField == "attention_head_dim"
+            ? try r.intOrList("attention_head_dim", count: n, 8, each: 1...ConfigLimits.channels)
+            : try r.intOrList("num_attention_heads", count: n, each: 1...ConfigLimits.channels)
+        crossAttentionDim = try r.int("cross_attention_dim", 1280, in: 1...ConfigLimits.channels)
         useLinearProjection = try r.bool("use_linear_projection", false)
         upcastAttention = try r.bool("upcast_attention", false)
-        normNumGroups = try r.int("norm_num_groups", 32)
-        normEps = try r.float("norm_eps", 1e-5)
+        normNumGroups = try r.int("norm_num_groups", 32, in: 1...ConfigLimits.channels)
+        normEps = try r.finite("norm_eps", 1e-5, in: 0...1)
         flipSinToCos = try r.bool("flip_sin_to_cos", true)
-        freqShift = try r.float("freq_shift", 0)
+        freqShift = try r.finite("freq_shift", 0, in: -1e6...1e6)
         centerInputSample = try r.bool("center_input_sample", false)
-        downsamplePadding = try r.int("downsample_padding", 1)
-        midBlockScaleFactor = try r.float("mid_block_scale_factor", 1)
+        downsamplePadding = try r.int("downsample_padding", 1, in: 0...1)
+        midBlockScaleFactor = try r.finite("mid_block_scale_factor", 1)
         guard midBlockScaleFactor == 1 else { throw r.fail("mid_block_scale_factor", "only 1 is supported") }
         _ = try r.expectString("act_fn", in: ["silu"], "silu")
         _ = try r.expectString("time_embedding_type", in: ["positional"], "positional")
@@ -294,7 +356,9 @@ public struct UNetConfig: Decodable, Sendable {
         }
         for (i, c) in blockOutChannels.enumerated() {
             guard c % normNumGroups == 0 else { throw r.fail("norm_num_groups", "\(normNumGroups) does not divide block_out_channels[\(i)] = \(c)") }
-            guard c % numAttentionHeads[i] == 0 else { throw r.fail("attention_head_dim", "\(numAttentionHeads[i]) heads do not divide \(c) channels") }
+            guard c % numAttentionHeads[i] == 0 else {
+                throw r.fail(headsField, "\(numAttentionHeads[i]) heads do not divide block_out_channels[\(i)] = \(c) channels")
+            }
         }
     }
 }
@@ -322,15 +386,24 @@ public struct VAEConfig: Decodable, Sendable {
     }
 
     init(_ r: ConfigReader) throws {
-        inChannels = try r.int("in_channels", 3)
-        outChannels = try r.int("out_channels", 3)
-        latentChannels = try r.int("latent_channels", 4)
-        blockOutChannels = try r.ints("block_out_channels", [64])
-        layersPerBlock = try r.int("layers_per_block", 1)
-        normNumGroups = try r.int("norm_num_groups", 32)
-        scalingFactor = try r.float("scaling_factor", 0.18215)
-        shiftFactor = r.isNull("shift_factor") ? nil : try r.float("shift_factor")
-        sampleSize = try r.int("sample_size", 32)
+        inChannels = try r.int("in_channels", 3, in: 1...ConfigLimits.latentChannels)
+        outChannels = try r.int("out_channels", 3, in: 1...ConfigLimits.latentChannels)
+        guard outChannels == 3 else { throw r.fail("out_channels", "\(outChannels): only 3 (RGB images) is supported") }
+        latentChannels = try r.int("latent_channels", 4, in: 1...ConfigLimits.latentChannels)
+        blockOutChannels = try r.ints("block_out_channels", [64], each: 1...ConfigLimits.channels)
+        guard blockOutChannels.count <= ConfigLimits.levels else {
+            throw r.fail("block_out_channels", "\(blockOutChannels.count) levels; at most \(ConfigLimits.levels) are supported")
+        }
+        layersPerBlock = try r.int("layers_per_block", 1, in: 1...ConfigLimits.layers)
+        normNumGroups = try r.int("norm_num_groups", 32, in: 1...ConfigLimits.channels)
+        scalingFactor = try r.finite("scaling_factor", 0.18215, in: 1e-6...1e6)
+        // diffusers: latents / scaling_factor + shift_factor before the decoder. SD 1.x/2.x have none (SD3/Flux do);
+        // 0 is the same as none.
+        shiftFactor = r.isNull("shift_factor") ? nil : try r.finite("shift_factor")
+        if let shift = shiftFactor, shift != 0 {
+            throw r.fail("shift_factor", "\(shift) is not supported (SD 1.x/2.x VAEs have null; this looks like an SD3/Flux VAE)")
+        }
+        sampleSize = try r.int("sample_size", 32, in: 1...ConfigLimits.imageSide)
         useQuantConv = try r.bool("use_quant_conv", true)
         usePostQuantConv = try r.bool("use_post_quant_conv", true)
         midBlockAddAttention = try r.bool("mid_block_add_attention", true)

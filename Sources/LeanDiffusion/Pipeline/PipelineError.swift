@@ -9,6 +9,18 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(String)
     case cancelled
     case outputFailed(path: String, reason: String)
+    /// A config or tokenizer file that exists but cannot be read: not a regular file (FIFO, directory, device),
+    /// too large, or refused by the system (`reason` says which).
+    case unreadableFile(path: String, reason: String)
+    /// A `GenerationRequest` field (or a pipeline setting such as `vaeOptions`) out of range; `field` is its name.
+    case invalidRequest(field: String, reason: String)
+    /// Two components of one folder that cannot work together (the UNet's cross_attention_dim against the text
+    /// encoder's hidden_size, say); the message names both files and fields.
+    case incompatibleComponents(String)
+    /// The request would need more memory than the machine has (see `MemoryEstimate`).
+    case insufficientMemory(MemoryEstimate, availableBytes: Int, source: String, advice: [String])
+    /// A component produced NaN or infinity: `step` is 1-based, nil outside the denoising loop.
+    case nonFinite(component: String, step: Int?, totalSteps: Int?, count: Int, total: Int)
 
     public var description: String {
         switch self {
@@ -21,6 +33,17 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
         case .invalidArgument(let m): return m
         case .cancelled: return "generation cancelled"
         case .outputFailed(let p, let r): return "cannot write \(p): \(r)"
+        case .unreadableFile(let p, let r): return "\(p): \(r)"
+        case .invalidRequest(let f, let r): return "invalid request: \(f): \(r)"
+        case .incompatibleComponents(let m): return "incompatible components: \(m)"
+        case .insufficientMemory(let e, let available, let source, let advice):
+            return "this request needs about \(MemoryEstimate.format(e.additionalBytes)) more memory (\(e.summary)) "
+                + "but \(MemoryEstimate.format(available)) is available (\(source))"
+                + (advice.isEmpty ? "" : "; what would help: " + advice.joined(separator: ", "))
+        case .nonFinite(let component, let step, let totalSteps, let count, let total):
+            let when = step.map { s in " at step \(s)" + (totalSteps.map { " of \($0)" } ?? "") } ?? ""
+            return "\(component) produced NaN/Inf\(when) (\(count) of \(total) values); the weights may be damaged or "
+                + "the precision too low: check the files, try --dtype fp32 or a lower guidance scale"
         }
     }
 }

@@ -30,10 +30,11 @@ public struct SamplingDefaults: Decodable, Equatable, Sendable {
     /// Reads `directory/lean_diffusion.json`; no file gives no recommendations, a malformed one is an error.
     public init(directory: String) throws {
         let path = directory + "/" + Self.fileName
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             self.init()
             return
         }
+        let data = try StableDiffusionPipeline.readInputFile(path)
         do {
             self = try JSONDecoder().decode(Self.self, from: data)
         } catch {

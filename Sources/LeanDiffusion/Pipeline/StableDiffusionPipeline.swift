@@ -56,6 +56,8 @@ public final class StableDiffusionPipeline {
     public let defaultScheduler: SchedulerKind
     /// VAE slicing and tiling for `decode` (off by default, as in diffusers).
     public var vaeOptions = VAEOptions()
+    /// What `generate` compares its memory estimate with (default: this machine's available memory).
+    public var availableMemory = AvailableMemory.system
     var logger: Logger
     /// Where the weights live between and during runs.
     public var offload: OffloadMode { offloadController.mode }
@@ -100,10 +102,7 @@ public final class StableDiffusionPipeline {
             throw PipelineError.missingFolder(directory)
         }
         let indexPath = directory + "/model_index.json"
-        guard let indexData = FileManager.default.contents(atPath: indexPath) else {
-            throw PipelineError.missingFile(indexPath)
-        }
-        let index = try Self.parseIndex(indexData, path: indexPath)
+        let index = try Self.parseIndex(try Self.readInputFile(indexPath), path: indexPath)
         for (name, classes) in Self.requiredComponents {
             guard let cls = index[name] else { throw PipelineError.missingComponent(name: name, folder: directory) }
             guard classes.contains(cls) else {
@@ -117,10 +116,7 @@ public final class StableDiffusionPipeline {
         tokenizer = try CLIPTokenizer(directory: directory + "/tokenizer")
 
         let schedulerPath = directory + "/scheduler/scheduler_config.json"
-        guard let schedulerData = FileManager.default.contents(atPath: schedulerPath) else {
-            throw PipelineError.missingFile(schedulerPath)
-        }
-        var sc = try SchedulerConfig.load(from: schedulerData)
+        var sc = try SchedulerConfig.load(path: schedulerPath)
         // StableDiffusionPipeline.__init__ repairs two legacy settings before anything runs.
         if let offset = sc.stepsOffset, offset != 1 { sc.stepsOffset = 1 }
         if sc.clipSample == true { sc.clipSample = false }
@@ -131,6 +127,8 @@ public final class StableDiffusionPipeline {
         let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
         unetConfig = try UNetConfig.load(from: directory + "/unet")
         vaeConfig = try VAEConfig.load(from: directory + "/vae")
+        try Self.checkCompatibility(directory: directory, tokenizer: tokenizer, text: textConfig, unet: unetConfig,
+                                    vae: vaeConfig, scheduler: sc, kind: index["scheduler"]!, schedulerPath: schedulerPath)
         let (unetConfig, vaeConfig) = (self.unetConfig, self.vaeConfig)
         var phases: [PhaseReport] = []
         let models = try PhaseClock(tracker: context.tracker).measure("load", into: &phases) {
@@ -245,21 +243,9 @@ public final class StableDiffusionPipeline {
 
     private func generateInContext(_ request: GenerationRequest,
                                    progress: ((StepProgress) -> Bool)?) throws -> [RGBImage] {
-        let width = request.width ?? defaultSize, height = request.height ?? defaultSize
-        let factor = vaeScaleFactor
-        guard width > 0, height > 0, width % factor == 0, height % factor == 0 else {
-            throw PipelineError.invalidArgument("width and height must be positive multiples of \(factor) (got \(width)x\(height))")
-        }
-        guard request.steps > 0 else { throw PipelineError.invalidArgument("steps must be at least 1 (got \(request.steps))") }
-        guard !request.prompts.isEmpty else { throw PipelineError.invalidArgument("at least one prompt is needed") }
-        guard request.imagesPerPrompt > 0 else { throw PipelineError.invalidArgument("images per prompt must be at least 1") }
-        if let neg = request.negativePrompts, neg.count != request.prompts.count {
-            throw PipelineError.invalidArgument("\(neg.count) negative prompts for \(request.prompts.count) prompts")
-        }
-        guard request.clipSkip >= 0 else { throw PipelineError.invalidArgument("clip skip must not be negative") }
-
-        let guidance = request.guidanceScale > 1
-        let batch = request.prompts.count * request.imagesPerPrompt
+        let checked = try validate(request)
+        let (width, height, factor) = (checked.width, checked.height, vaeScaleFactor)
+        let (guidance, batch) = (checked.guidance, checked.batch)
         let clock = ContinuousClock()
         let phaseClock = PhaseClock(tracker: context.tracker)
         var phases = [loadPhase]
@@ -271,6 +257,7 @@ public final class StableDiffusionPipeline {
             try context.checkFailures()
             return e
         }
+        try FiniteCheck.require(embeddings, "the text encoder")
 
         var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
         let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
@@ -292,6 +279,7 @@ public final class StableDiffusionPipeline {
                 let forward = { self.unet(x, timestep: t, encoderHiddenStates: embeddings) }
                 let out = unetPlan(for: x.shape)?.run(forward) ?? forward()
                 var noise = out.converted(to: .f32).toFloats()
+                try FiniteCheck.require(noise, "the UNet", step: i + 1, of: scheduler.timesteps.count)
                 if guidance {
                     // uncond + g * (text - uncond), in f32 as diffusers computes it.
                     let g = request.guidanceScale
@@ -304,6 +292,8 @@ public final class StableDiffusionPipeline {
                 }
                 try context.checkFailures()
                 latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+                try FiniteCheck.require(latents, "the scheduler step (guidance \(request.guidanceScale))", step: i + 1,
+                                        of: scheduler.timesteps.count)
                 let seconds = (clock.now - stepStart).inSeconds
                 if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
                     throw PipelineError.cancelled
@@ -317,7 +307,7 @@ public final class StableDiffusionPipeline {
 
         let images = try phaseClock.measure("decode", into: &phases) {
             defer { offloadController.finished(.vae) }
-            let images = decode(latents, shape: latentShape)
+            let images = try decodeInContext(latents, shape: latentShape)
             try context.checkFailures()
             return images
         }
@@ -332,15 +322,35 @@ public final class StableDiffusionPipeline {
         return images
     }
 
-    /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item.
-    public func decode(_ latents: [Float], shape: [Int]) -> [RGBImage] {
-        context.run { decodeInContext(latents, shape: shape) }
+    /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item. `shape` is (B, C, h, w) with
+    /// C the VAE's latent channels; the decoded pixels are checked for NaN/Inf before the clamp.
+    public func decode(_ latents: [Float], shape: [Int]) throws -> [RGBImage] {
+        func bad(_ reason: String) -> PipelineError { .invalidRequest(field: "latents", reason: reason) }
+        guard shape.count == 4, shape.allSatisfy({ $0 > 0 && $0 <= RequestLimits.maxSide }) else {
+            throw bad("shape \(shape) must be (batch, channels, height, width) with positive sizes")
+        }
+        guard shape[1] == vaeConfig.latentChannels else {
+            throw bad("shape \(shape) has \(shape[1]) channels; the VAE takes \(vaeConfig.latentChannels)")
+        }
+        var count = 1
+        for d in shape {
+            let (p, o) = count.multipliedReportingOverflow(by: d)
+            guard !o else { throw bad("shape \(shape) is too large to address") }
+            count = p
+        }
+        guard latents.count == count else { throw bad("\(latents.count) values for shape \(shape) (\(count))") }
+        return try context.run {
+            let images = try decodeInContext(latents, shape: shape)
+            try context.checkFailures()
+            return images
+        }
     }
 
-    private func decodeInContext(_ latents: [Float], shape: [Int]) -> [RGBImage] {
+    private func decodeInContext(_ latents: [Float], shape: [Int]) throws -> [RGBImage] {
         let scale = vaeConfig.scalingFactor
         let z = Tensor(latents.map { $0 / scale }, shape: shape).converted(to: policy.dtype).withLayout(policy.layout)
         let decoded = vae.decode(z, options: vaeOptions).converted(to: .f32).withLayout(.nchw)
+        try FiniteCheck.require(decoded, "the VAE decoder")
         let (b, h, w) = (decoded.shape[0], decoded.shape[2], decoded.shape[3])
         let p = decoded.floatPointer()
         return (0..<b).map { RGBImage(decoded: p + $0 * 3 * h * w, width: w, height: h) }

@@ -12,7 +12,7 @@ public struct DDIMScheduler: Scheduler {
     public private(set) var numInferenceSteps = 0
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "leading", acceptsZeroSNR: true)
+        base = try ResolvedBaseConfig(config, defaultSpacing: .leading, acceptsZeroSNR: true)
         if config.thresholding == true { throw SchedulerError.unsupported("thresholding=true") }
         clipSample = config.clipSample ?? true
         clipSampleRange = Float(config.clipSampleRange ?? 1.0)
@@ -22,10 +22,11 @@ public struct DDIMScheduler: Scheduler {
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         numInferenceSteps = n
-        timesteps = SchedulerMath.ddimTimesteps(base, n)
+        let ts = SchedulerMath.ddimTimesteps(base, n)
+        try base.checkTimesteps(ts)
+        timesteps = ts
     }
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] { sample }
@@ -40,10 +41,10 @@ public struct DDIMScheduler: Scheduler {
         let sqA = aT.squareRoot(), sqB = bT.squareRoot()
         var x0: [Float], eps: [Float]
         switch base.predictionType {
-        case "epsilon":
+        case .epsilon:
             x0 = SchedulerMath.map2(x, e) { (xv, ev) in (xv - sqB * ev) / sqA }
             eps = e
-        case "sample":
+        case .sample:
             x0 = e
             eps = SchedulerMath.map2(x, e) { (xv, ev) in (xv - sqA * ev) / sqB }
         default:  // v_prediction

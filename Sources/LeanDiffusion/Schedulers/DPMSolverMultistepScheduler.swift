@@ -9,11 +9,11 @@ import Darwin
 public struct DPMSolverMultistepScheduler: Scheduler {
     let base: ResolvedBaseConfig
     public let solverOrder: Int
-    public let solverType: String
+    public let solverType: SolverType
     public let lowerOrderFinal: Bool
     public let eulerAtFinal: Bool
     public let useKarrasSigmas: Bool
-    public let finalSigmasType: String
+    public let finalSigmasType: FinalSigmasType
     let lambdaMinClipped: Double
     public let alphasCumprod: [Float]
     public private(set) var sigmas: [Float] = []
@@ -24,14 +24,14 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     private var lowerOrderNums = 0
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "linspace", acceptsZeroSNR: true)
+        base = try ResolvedBaseConfig(config, defaultSpacing: .linspace, acceptsZeroSNR: true)
         if config.thresholding == true { throw SchedulerError.unsupported("thresholding=true") }
-        let algo = config.algorithmType ?? "dpmsolver++"
-        guard algo == "dpmsolver++" else { throw SchedulerError.unsupported("algorithm_type=\(algo)") }
+        let algo = base.settings.algorithmType ?? .dpmsolverPlusPlus
+        guard algo == .dpmsolverPlusPlus else { throw SchedulerError.unsupported("algorithm_type=\(algo.rawValue)") }
         solverOrder = config.solverOrder ?? 2
         guard solverOrder == 1 || solverOrder == 2 else { throw SchedulerError.unsupported("solver_order=\(solverOrder)") }
-        solverType = config.solverType ?? "midpoint"
-        guard solverType == "midpoint" || solverType == "heun" else { throw SchedulerError.unsupported("solver_type=\(solverType)") }
+        solverType = base.settings.solverType ?? .midpoint
+        guard solverType == .midpoint || solverType == .heun else { throw SchedulerError.unsupported("solver_type=\(solverType.rawValue) (DPM-Solver takes midpoint or heun)") }
         lowerOrderFinal = config.lowerOrderFinal ?? true
         eulerAtFinal = config.eulerAtFinal ?? false
         useKarrasSigmas = config.useKarrasSigmas ?? false
@@ -39,20 +39,16 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             || config.useFlowSigmas == true {
             throw SchedulerError.unsupported("exponential/beta/lu/flow sigmas")
         }
-        if let v = config.varianceType, v == "learned" || v == "learned_range" {
-            throw SchedulerError.unsupported("variance_type=\(v)")
+        if let v = base.settings.varianceType, v == .learned || v == .learnedRange {
+            throw SchedulerError.unsupported("variance_type=\(v.rawValue)")
         }
-        finalSigmasType = config.finalSigmasType ?? "zero"
-        guard ["zero", "sigma_min"].contains(finalSigmasType) else {
-            throw SchedulerError.unsupported("final_sigmas_type=\(finalSigmasType)")
-        }
+        finalSigmasType = base.settings.finalSigmasType ?? .zero
         lambdaMinClipped = config.lambdaMinClipped ?? -Double.infinity
         alphasCumprod = SchedulerMath.alphasCumprod(try SchedulerMath.betas(base))
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         // clipped_idx = searchsorted(flip(lambda_t), lambda_min_clipped)
         var lastT = base.numTrainTimesteps
         if lambdaMinClipped > -Double.infinity {
@@ -75,7 +71,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     public mutating func step(modelOutput e: [Float], stepIndex i: Int, sample x: [Float],
                               generator: inout TorchGenerator) -> [Float] {
         let n = timesteps.count
-        let lof = (i == n - 1) && (eulerAtFinal || (lowerOrderFinal && n < 15) || finalSigmasType == "zero")
+        let lof = (i == n - 1) && (eulerAtFinal || (lowerOrderFinal && n < 15) || finalSigmasType == .zero)
         let x0 = MultistepSchedule.convertToX0(e, x, sigma: sigmas[i], prediction: base.predictionType)
         if solverOrder > 1 { for k in 0..<(solverOrder - 1) { modelOutputs[k] = modelOutputs[k + 1] } }
         modelOutputs[solverOrder - 1] = x0
@@ -109,11 +105,11 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         let c0 = sT / sS0
         let em1 = expf(-h) - 1
         let c1 = aT * em1
-        let c2: Float = solverType == "midpoint" ? 0.5 * (aT * em1) : aT * (em1 / h + 1)
+        let c2: Float = solverType == .midpoint ? 0.5 * (aT * em1) : aT * (em1 / h + 1)
         var out = [Float](repeating: 0, count: x.count)
         for k in 0..<x.count {
             let d1 = invR0 * (m0[k] - m1[k])
-            if solverType == "midpoint" {
+            if solverType == .midpoint {
                 out[k] = (c0 * x[k] - c1 * m0[k]) - c2 * d1
             } else {
                 out[k] = (c0 * x[k] - c1 * m0[k]) + c2 * d1
@@ -132,17 +128,17 @@ enum MultistepSchedule {
         return (a, s * a)
     }
 
-    static func convertToX0(_ e: [Float], _ x: [Float], sigma: Float, prediction: String) -> [Float] {
+    static func convertToX0(_ e: [Float], _ x: [Float], sigma: Float, prediction: PredictionType) -> [Float] {
         let (a, s) = alphaSigma(sigma)
         switch prediction {
-        case "epsilon": return SchedulerMath.map2(x, e) { (xv, ev) in (xv - s * ev) / a }
-        case "v_prediction": return SchedulerMath.map2(x, e) { (xv, ev) in a * xv - s * ev }
+        case .epsilon: return SchedulerMath.map2(x, e) { (xv, ev) in (xv - s * ev) / a }
+        case .vPrediction: return SchedulerMath.map2(x, e) { (xv, ev) in a * xv - s * ev }
         default: return e
         }
     }
 
     static func make(_ c: ResolvedBaseConfig, _ n: Int, lastTimestep: Int, alphasCumprod: [Float], karras: Bool,
-                     sigmaMin: Double?, sigmaMax: Double?, finalSigmasType: String,
+                     sigmaMin: Double?, sigmaMax: Double?, finalSigmasType: FinalSigmasType,
                      karrasFinalIsLast: Bool) -> ([Int], [Float]) {
         var ts = SchedulerMath.multistepTimesteps(c, n, lastTimestep: lastTimestep)
         let table = SchedulerMath.sigmaTable(alphasCumprod)
@@ -153,14 +149,14 @@ enum MultistepSchedule {
                                        sigmaMax: sigmaMax ?? Double(table[table.count - 1]), steps: n)
             ts = sig.map {
                 let t = SchedulerMath.sigmaToT($0, logSigmas: logSigmas)
-                return Int(c.betaSchedule == "squaredcos_cap_v2" && !karrasFinalIsLast ? t : SchedulerMath.npRound(t))
+                return Int(c.betaSchedule == .squaredcosCapV2 && !karrasFinalIsLast ? t : SchedulerMath.npRound(t))
             }
         } else {
             let tableD = table.map { Double($0) }
             sig = ts.map { SchedulerMath.npInterpUnitGrid(Double($0), tableD) }
         }
         let last: Double
-        if finalSigmasType == "zero" {
+        if finalSigmasType == .zero {
             last = 0
         } else if karras && karrasFinalIsLast {
             last = sig[sig.count - 1]

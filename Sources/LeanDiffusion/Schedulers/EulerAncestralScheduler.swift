@@ -9,14 +9,13 @@ public struct EulerAncestralScheduler: Scheduler {
     public var initNoiseSigma: Float { EulerSigmas.initNoiseSigma(sigmas, spacing: base.timestepSpacing) }
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "linspace", acceptsZeroSNR: true)
-        if base.predictionType == "sample" { throw SchedulerError.unsupported("Euler ancestral prediction_type=sample") }
+        base = try ResolvedBaseConfig(config, defaultSpacing: .linspace, acceptsZeroSNR: true)
+        if base.predictionType == .sample { throw SchedulerError.unsupported("Euler ancestral prediction_type=sample") }
         alphasCumprod = SchedulerMath.alphasCumprod(try SchedulerMath.betas(base))
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         let ts = SchedulerMath.eulerTimesteps(base, n)
         let tableD = SchedulerMath.sigmaTable(alphasCumprod).map { Double($0) }
         sigmas = ts.map { Float(SchedulerMath.npInterpUnitGrid(Double($0), tableD)) } + [0]

@@ -8,7 +8,7 @@ import Darwin
 public struct EulerDiscreteScheduler: Scheduler {
     let base: ResolvedBaseConfig
     public let useKarrasSigmas: Bool
-    public let finalSigmasType: String
+    public let finalSigmasType: FinalSigmasType
     let sigmaMinOverride: Double?
     let sigmaMaxOverride: Double?
     public let alphasCumprod: [Float]
@@ -18,27 +18,23 @@ public struct EulerDiscreteScheduler: Scheduler {
     public var initNoiseSigma: Float { EulerSigmas.initNoiseSigma(sigmas, spacing: base.timestepSpacing) }
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "linspace", acceptsZeroSNR: true)
-        if let it = config.interpolationType, it != "linear" { throw SchedulerError.unsupported("interpolation_type=\(it)") }
+        base = try ResolvedBaseConfig(config, defaultSpacing: .linspace, acceptsZeroSNR: true)
+        if let it = base.settings.interpolationType, it != .linear { throw SchedulerError.unsupported("interpolation_type=\(it.rawValue)") }
         if config.useExponentialSigmas == true || config.useBetaSigmas == true {
             throw SchedulerError.unsupported("exponential/beta sigmas")
         }
-        if config.timestepType == "continuous" && base.predictionType == "v_prediction" {
+        if base.settings.timestepType == .continuous && base.predictionType == .vPrediction {
             throw SchedulerError.unsupported("timestep_type=continuous")
         }
         useKarrasSigmas = config.useKarrasSigmas ?? false
-        finalSigmasType = config.finalSigmasType ?? "zero"
+        finalSigmasType = base.settings.finalSigmasType ?? .zero
         sigmaMinOverride = config.sigmaMin
         sigmaMaxOverride = config.sigmaMax
-        guard ["zero", "sigma_min"].contains(finalSigmasType) else {
-            throw SchedulerError.unsupported("final_sigmas_type=\(finalSigmasType)")
-        }
         alphasCumprod = SchedulerMath.alphasCumprod(try SchedulerMath.betas(base))
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         var ts = SchedulerMath.eulerTimesteps(base, n)
         let table = SchedulerMath.sigmaTable(alphasCumprod)
         let tableD = table.map { Double($0) }
@@ -48,7 +44,7 @@ public struct EulerDiscreteScheduler: Scheduler {
             sig = SchedulerMath.karras(sigmaMin: sigmaMinOverride ?? sig[sig.count - 1], sigmaMax: sigmaMaxOverride ?? sig[0], steps: n)
             ts = sig.map { Float(SchedulerMath.sigmaToT($0, logSigmas: logSigmas)) }
         }
-        let last: Double = finalSigmasType == "zero" ? 0 : Double(((1 - alphasCumprod[0]) / alphasCumprod[0]).squareRoot())
+        let last: Double = finalSigmasType == .zero ? 0 : Double(((1 - alphasCumprod[0]) / alphasCumprod[0]).squareRoot())
         sigmas = (sig + [last]).map { Float($0) }
         timestepValues = ts
     }
@@ -74,17 +70,17 @@ public struct EulerDiscreteScheduler: Scheduler {
 
 /// Shared pieces of the two Euler schedulers.
 enum EulerSigmas {
-    static func initNoiseSigma(_ sigmas: [Float], spacing: String) -> Float {
+    static func initNoiseSigma(_ sigmas: [Float], spacing: TimestepSpacing) -> Float {
         guard let m = sigmas.max() else { return 1 }
-        if spacing == "linspace" || spacing == "trailing" { return m }
+        if spacing == .linspace || spacing == .trailing { return m }
         return (m * m + 1).squareRoot()
     }
 
-    static func predictX0(_ x: [Float], _ e: [Float], sigma: Float, sigmaHat: Float, prediction: String) -> [Float] {
+    static func predictX0(_ x: [Float], _ e: [Float], sigma: Float, sigmaHat: Float, prediction: PredictionType) -> [Float] {
         switch prediction {
-        case "epsilon":
+        case .epsilon:
             return SchedulerMath.map2(x, e) { (xv, ev) in xv - sigmaHat * ev }
-        case "v_prediction":
+        case .vPrediction:
             let s2p1 = sigma * sigma + 1
             let cOut = -sigma / s2p1.squareRoot()
             return SchedulerMath.map2(x, e) { (xv, ev) in ev * cOut + xv / s2p1 }

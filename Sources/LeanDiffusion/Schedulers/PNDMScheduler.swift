@@ -11,25 +11,24 @@ public struct PNDMScheduler: Scheduler {
     private var curSample: [Float]? = nil
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "leading", acceptsZeroSNR: false)
+        base = try ResolvedBaseConfig(config, defaultSpacing: .leading, acceptsZeroSNR: false)
         guard config.skipPrkSteps ?? false else {
             throw SchedulerError.unsupported("PNDM with skip_prk_steps=false (Runge-Kutta warm-up)")
         }
-        if base.predictionType == "sample" { throw SchedulerError.unsupported("PNDM prediction_type=sample") }
+        if base.predictionType == .sample { throw SchedulerError.unsupported("PNDM prediction_type=sample") }
         alphasCumprod = SchedulerMath.alphasCumprod(try SchedulerMath.betas(base))
         finalAlphaCumprod = (config.setAlphaToOne ?? false) ? 1 : alphasCumprod[0]
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         numInferenceSteps = n
         let T = base.numTrainTimesteps
         var asc: [Int]
         switch base.timestepSpacing {
-        case "linspace":
+        case .linspace:
             asc = SchedulerMath.npLinspace(0, Double(T - 1), n).map { Int(SchedulerMath.npRound($0)) }
-        case "leading":
+        case .leading:
             asc = (0..<n).map { $0 * (T / n) + base.stepsOffset }
         default:
             asc = SchedulerMath.npArange(Double(T), 0, -Double(T) / Double(n)).reversed()
@@ -39,6 +38,8 @@ public struct PNDMScheduler: Scheduler {
         var plms = Array(asc.dropLast())
         if asc.count >= 2 { plms.append(asc[asc.count - 2]) }
         plms.append(asc[asc.count - 1])
+        // step() indexes alphas at every timestep and, at counter 1, at timesteps[1] + T / n.
+        try base.checkTimesteps(plms + (plms.count > 1 ? [plms[plms.count - 2] + T / n] : []))
         timesteps = plms.reversed()
         ets = []
         curSample = nil
@@ -90,7 +91,7 @@ public struct PNDMScheduler: Scheduler {
         let bT: Float = 1 - aT
         let bPrev: Float = 1 - aPrev
         var e = eIn
-        if base.predictionType == "v_prediction" {
+        if base.predictionType == .vPrediction {
             let sa = aT.squareRoot(), sb = bT.squareRoot()
             e = SchedulerMath.map2(e, x) { sa * $0 + sb * $1 }
         }

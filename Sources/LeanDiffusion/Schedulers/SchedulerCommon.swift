@@ -28,11 +28,11 @@ enum SchedulerMath {
             return tb.map { Float($0) }
         }
         switch c.betaSchedule {
-        case "linear":
+        case .linear:
             return torchLinspaceF32(c.betaStart, c.betaEnd, n)
-        case "scaled_linear":
+        case .scaledLinear:
             return torchLinspaceF32(c.betaStart.squareRoot(), c.betaEnd.squareRoot(), n).map { $0 * $0 }
-        case "squaredcos_cap_v2":
+        case .squaredcosCapV2:
             // betas_for_alpha_bar, python float64, then torch.tensor(float32)
             func alphaBar(_ t: Double) -> Double {
                 let v = cos((t + 0.008) / 1.008 * Double.pi / 2)
@@ -42,8 +42,6 @@ enum SchedulerMath {
                 let t1 = Double(i) / Double(n), t2 = Double(i + 1) / Double(n)
                 return Float(Swift.min(1 - alphaBar(t2) / alphaBar(t1), 0.999))
             }
-        default:
-            throw SchedulerError.unsupported("beta_schedule=\(c.betaSchedule)")
         }
     }
 
@@ -127,9 +125,9 @@ enum SchedulerMath {
     static func ddimTimesteps(_ c: ResolvedBaseConfig, _ n: Int) -> [Int] {
         let T = c.numTrainTimesteps
         switch c.timestepSpacing {
-        case "linspace":
+        case .linspace:
             return npLinspace(0, Double(T - 1), n).map { Int(npRound($0)) }.reversed()
-        case "leading":
+        case .leading:
             let ratio = T / n
             return (0..<n).reversed().map { $0 * ratio + c.stepsOffset }
         default:  // trailing
@@ -141,9 +139,9 @@ enum SchedulerMath {
     static func eulerTimesteps(_ c: ResolvedBaseConfig, _ n: Int) -> [Float] {
         let T = c.numTrainTimesteps
         switch c.timestepSpacing {
-        case "linspace":
+        case .linspace:
             return npLinspace(0, Double(T - 1), n).map { Float($0) }.reversed()
-        case "leading":
+        case .leading:
             let ratio = T / n
             return (0..<n).reversed().map { Float($0 * ratio) + Float(c.stepsOffset) }
         default:
@@ -155,10 +153,10 @@ enum SchedulerMath {
     static func multistepTimesteps(_ c: ResolvedBaseConfig, _ n: Int, lastTimestep: Int) -> [Int] {
         let T = c.numTrainTimesteps
         switch c.timestepSpacing {
-        case "linspace":
+        case .linspace:
             let v = npLinspace(0, Double(lastTimestep - 1), n + 1).map { Int(npRound($0)) }
             return Array(v.reversed().dropLast())
-        case "leading":
+        case .leading:
             let ratio = lastTimestep / (n + 1)
             return (1...n).reversed().map { $0 * ratio + c.stepsOffset }
         default:

@@ -3,20 +3,30 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeTensors
 
 /// Errors thrown by scheduler construction and `setTimesteps`.
 public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     case zeroSteps
+    /// More steps than the schedule has room for: at most `max` (num_train_timesteps - 1).
     case tooManySteps(Int, max: Int)
     case unsupported(String)
     case invalidConfig(String)
+    /// A field of scheduler_config.json with a value that is unknown or out of range.
+    case invalidValue(field: String, value: String, reason: String)
+    /// The settings give a timestep outside the trained range (a large steps_offset, say).
+    case timestepOutOfRange(timestep: Int, numTrainTimesteps: Int)
 
     public var description: String {
         switch self {
         case .zeroSteps: return "number of inference steps must be at least 1"
-        case .tooManySteps(let n, let max): return "\(n) inference steps exceed num_train_timesteps (\(max))"
+        case .tooManySteps(let n, let max):
+            return "\(n) inference steps is too many: at most \(max) (num_train_timesteps - 1); use fewer steps"
         case .unsupported(let s): return "unsupported scheduler setting: \(s)"
         case .invalidConfig(let s): return "invalid scheduler config: \(s)"
+        case .invalidValue(let f, let v, let r): return "scheduler config field '\(f)' = \(v): \(r)"
+        case .timestepOutOfRange(let t, let n):
+            return "the schedule reaches timestep \(t), outside the trained 0...\(n - 1); lower steps_offset or the steps"
         }
     }
 }
@@ -176,11 +186,79 @@ public struct SchedulerConfig: Decodable, Sendable, Equatable {
         return c
     }
 
-    /// Decodes a `scheduler_config.json` (accepts the `Infinity`/`NaN` literals Python's json writes).
+    /// Decodes a `scheduler_config.json` (accepts the `Infinity`/`NaN` literals Python's json writes) and checks
+    /// every field (`validate()`).
     public static func load(from data: Data) throws -> SchedulerConfig {
         let d = JSONDecoder()
         d.allowsJSON5 = true
-        return try d.decode(SchedulerConfig.self, from: data)
+        try checkIntegers(data, decoder: d)
+        let c = try d.decode(SchedulerConfig.self, from: data)
+        try c.validate()
+        return c
+    }
+
+    /// Integer fields checked as numbers first: `JSONDecoder` reports 1e30 for an `Int` as invalid JSON without
+    /// naming the field.
+    static func checkIntegers(_ data: Data, decoder: JSONDecoder) throws {
+        guard case .object(let o)? = try? decoder.decode(ConfigJSON.self, from: data) else { return }
+        func integral(_ v: ConfigJSON) -> Bool {
+            guard case .number(let x) = v else { return true }  // other types: the typed decode names them
+            return x.isFinite && x == x.rounded() && abs(x) <= 9_007_199_254_740_992
+        }
+        for key in ["num_train_timesteps", "steps_offset", "solver_order"] {
+            if let v = o[key], !integral(v) {
+                throw SchedulerError.invalidValue(field: key, value: "\(v)", reason: "must be an integer in range")
+            }
+        }
+        if case .array(let a)? = o["disable_corrector"], let bad = a.first(where: { !integral($0) }) {
+            throw SchedulerError.invalidValue(field: "disable_corrector", value: "\(bad)", reason: "must be integers")
+        }
+    }
+
+    /// Reads and checks `path`; every failure is a `PipelineError` naming the file (and the field, when one is at
+    /// fault).
+    public static func load(path: String) throws -> SchedulerConfig {
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.read(path) } catch {
+            throw error.reason == .notFound ? PipelineError.missingFile(path) : PipelineError.unreadableFile(path: path, reason: error.message)
+        }
+        do {
+            return try load(from: Data(bytes))
+        } catch let e as SchedulerError {
+            if case .invalidValue(let field, let value, let reason) = e {
+                throw PipelineError.invalidConfig(file: path, field: field, reason: "\(value): \(reason)")
+            }
+            throw PipelineError.invalidConfig(file: path, field: "-", reason: e.description)
+        } catch let e as DecodingError {
+            throw PipelineError.invalidConfig(file: path, field: e.fieldPath, reason: e.reason)
+        } catch {
+            throw PipelineError.invalidConfig(file: path, field: "(root)", reason: "not valid JSON (\(error))")
+        }
+    }
+}
+
+extension DecodingError {
+    /// The JSON key the error is about ("(root)" for the top level).
+    var fieldPath: String {
+        let path: [CodingKey]
+        switch self {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): path = c.codingPath
+        case .keyNotFound(let k, let c): path = c.codingPath + [k]
+        @unknown default: path = []
+        }
+        let names = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        return names.isEmpty ? "(root)" : names.joined(separator: ".")
+    }
+
+    /// A short reason without Swift's type dump.
+    var reason: String {
+        switch self {
+        case .typeMismatch(let t, _): return "expected a value of type \(t)"
+        case .valueNotFound(let t, _): return "expected a value of type \(t), found null"
+        case .keyNotFound: return "required field is missing"
+        case .dataCorrupted(let c): return c.debugDescription
+        @unknown default: return "\(self)"
+        }
     }
 }
 
@@ -189,30 +267,49 @@ struct ResolvedBaseConfig {
     var numTrainTimesteps: Int
     var betaStart: Double
     var betaEnd: Double
-    var betaSchedule: String
+    var betaSchedule: BetaSchedule
     var trainedBetas: [Double]?
-    var predictionType: String
-    var timestepSpacing: String
+    var predictionType: PredictionType
+    var timestepSpacing: TimestepSpacing
     var stepsOffset: Int
+    /// Every string setting of the config, parsed.
+    var settings: SchedulerConfig.Settings
 
-    init(_ c: SchedulerConfig, defaultSpacing: String, acceptsZeroSNR: Bool) throws {
+    init(_ c: SchedulerConfig, defaultSpacing: TimestepSpacing, acceptsZeroSNR: Bool) throws {
+        try c.validate()
+        settings = try c.settings()
         numTrainTimesteps = c.numTrainTimesteps ?? 1000
         betaStart = c.betaStart ?? 0.0001
         betaEnd = c.betaEnd ?? 0.02
-        betaSchedule = c.betaSchedule ?? "linear"
+        betaSchedule = settings.betaSchedule ?? .linear
         trainedBetas = c.trainedBetas
-        predictionType = c.predictionType ?? "epsilon"
-        timestepSpacing = c.timestepSpacing ?? defaultSpacing
+        predictionType = settings.predictionType ?? .epsilon
+        timestepSpacing = settings.timestepSpacing ?? defaultSpacing
         stepsOffset = c.stepsOffset ?? 0
         if acceptsZeroSNR, c.rescaleBetasZeroSnr == true {
             throw SchedulerError.unsupported("rescale_betas_zero_snr=true")
         }
         guard numTrainTimesteps > 1 else { throw SchedulerError.invalidConfig("num_train_timesteps") }
-        guard ["leading", "trailing", "linspace"].contains(timestepSpacing) else {
-            throw SchedulerError.unsupported("timestep_spacing=\(timestepSpacing)")
+    }
+
+    /// The same with the default spacing by name (tests).
+    init(_ c: SchedulerConfig, defaultSpacing: String, acceptsZeroSNR: Bool) throws {
+        guard let spacing = TimestepSpacing(rawValue: defaultSpacing) else {
+            throw SchedulerError.invalidValue(field: "timestep_spacing", value: defaultSpacing, reason: "unknown value")
         }
-        guard ["epsilon", "v_prediction", "sample"].contains(predictionType) else {
-            throw SchedulerError.unsupported("prediction_type=\(predictionType)")
+        try self.init(c, defaultSpacing: spacing, acceptsZeroSNR: acceptsZeroSNR)
+    }
+
+    /// Checks `n` inference steps against the table: 1...num_train_timesteps - 1.
+    func checkSteps(_ n: Int) throws {
+        guard n > 0 else { throw SchedulerError.zeroSteps }
+        guard n < numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: numTrainTimesteps - 1) }
+    }
+
+    /// Every timestep must index the alphas table.
+    func checkTimesteps(_ ts: [Int]) throws {
+        if let bad = ts.first(where: { $0 < 0 || $0 >= numTrainTimesteps }) {
+            throw SchedulerError.timestepOutOfRange(timestep: bad, numTrainTimesteps: numTrainTimesteps)
         }
     }
 }

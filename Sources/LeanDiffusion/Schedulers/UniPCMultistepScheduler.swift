@@ -8,11 +8,11 @@ import Darwin
 public struct UniPCMultistepScheduler: Scheduler {
     let base: ResolvedBaseConfig
     public let solverOrder: Int
-    public let solverType: String
+    public let solverType: SolverType
     public let lowerOrderFinal: Bool
     public let disableCorrector: [Int]
     public let useKarrasSigmas: Bool
-    public let finalSigmasType: String
+    public let finalSigmasType: FinalSigmasType
     let sigmaMinOverride: Double?
     let sigmaMaxOverride: Double?
     public let alphasCumprod: [Float]
@@ -26,31 +26,27 @@ public struct UniPCMultistepScheduler: Scheduler {
     private var thisOrder = 1
 
     public init(config: SchedulerConfig) throws {
-        base = try ResolvedBaseConfig(config, defaultSpacing: "linspace", acceptsZeroSNR: true)
+        base = try ResolvedBaseConfig(config, defaultSpacing: .linspace, acceptsZeroSNR: true)
         if config.thresholding == true { throw SchedulerError.unsupported("thresholding=true") }
         guard config.predictX0 ?? true else { throw SchedulerError.unsupported("predict_x0=false") }
         solverOrder = config.solverOrder ?? 2
         guard solverOrder == 1 || solverOrder == 2 else { throw SchedulerError.unsupported("solver_order=\(solverOrder)") }
-        solverType = config.solverType ?? "bh2"
-        guard solverType == "bh1" || solverType == "bh2" else { throw SchedulerError.unsupported("solver_type=\(solverType)") }
+        solverType = base.settings.solverType ?? .bh2
+        guard solverType == .bh1 || solverType == .bh2 else { throw SchedulerError.unsupported("solver_type=\(solverType.rawValue) (UniPC takes bh1 or bh2)") }
         lowerOrderFinal = config.lowerOrderFinal ?? true
         disableCorrector = config.disableCorrector ?? []
         useKarrasSigmas = config.useKarrasSigmas ?? false
         if config.useExponentialSigmas == true || config.useBetaSigmas == true || config.useFlowSigmas == true {
             throw SchedulerError.unsupported("exponential/beta/flow sigmas")
         }
-        finalSigmasType = config.finalSigmasType ?? "zero"
-        guard ["zero", "sigma_min"].contains(finalSigmasType) else {
-            throw SchedulerError.unsupported("final_sigmas_type=\(finalSigmasType)")
-        }
+        finalSigmasType = base.settings.finalSigmasType ?? .zero
         sigmaMinOverride = config.sigmaMin
         sigmaMaxOverride = config.sigmaMax
         alphasCumprod = SchedulerMath.alphasCumprod(try SchedulerMath.betas(base))
     }
 
     public mutating func setTimesteps(_ n: Int) throws {
-        guard n > 0 else { throw SchedulerError.zeroSteps }
-        guard n <= base.numTrainTimesteps else { throw SchedulerError.tooManySteps(n, max: base.numTrainTimesteps) }
+        try base.checkSteps(n)
         let (ts, sig) = MultistepSchedule.make(base, n, lastTimestep: base.numTrainTimesteps,
                                               alphasCumprod: alphasCumprod, karras: useKarrasSigmas,
                                               sigmaMin: sigmaMinOverride, sigmaMax: sigmaMaxOverride,
@@ -95,7 +91,7 @@ public struct UniPCMultistepScheduler: Scheduler {
         let hPhi1 = expm1f(hh)
         var hPhiK = hPhi1 / hh - 1
         var fact = 1
-        let bh: Float = solverType == "bh2" ? expm1f(hh) : hh
+        let bh: Float = solverType == .bh2 ? expm1f(hh) : hh
         var b: [Float] = []
         for k in 1...order {
             b.append((hPhiK * Float(fact)) / bh)

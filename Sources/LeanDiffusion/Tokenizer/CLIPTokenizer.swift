@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeTensors
 
 /// Errors thrown while loading a CLIP tokenizer folder. Every case names the file involved.
 public enum CLIPTokenizerError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -54,6 +55,8 @@ public struct CLIPTokenizer: Sendable {
     public let unkTokenId: Int
     /// Number of entries in vocab.json.
     public let vocabularySize: Int
+    /// The largest id `encode` can return (the largest in vocab.json); the text encoder's vocab_size must exceed it.
+    public var maxTokenId: Int { firstExtraSymbol - 1 }
 
     /// Symbol id of each byte as a non-final / final ("</w>") BPE symbol.
     private let byteSymbols: [Int32]
@@ -91,11 +94,7 @@ public struct CLIPTokenizer: Sendable {
             unk = map.unk_token?.content ?? unk
             pad = map.pad_token?.content ?? pad
         }
-        if let length = config.model_max_length, length >= 2, length <= 1_000_000 {
-            maxLength = Int(length)
-        } else {
-            maxLength = 77
-        }
+        maxLength = try Self.maxLength(config.model_max_length, path: configPath)
 
         // Vocabulary.
         let vocabData = try Self.read(vocabPath)
@@ -578,18 +577,31 @@ public struct CLIPTokenizer: Sendable {
         }
     }
 
+    /// The longest `model_max_length` accepted (CLIP text encoders have 77 positions; long-prompt variants a few
+    /// hundred).
+    public static let maxModelMaxLength = 65_536
+
+    /// `model_max_length`: absent, or transformers' "no limit" sentinel (`VERY_LARGE_INTEGER`, about 1e30, written
+    /// by tokenizers saved without a length), means CLIP's 77; otherwise an integer in 2...65536.
+    static func maxLength(_ value: Double?, path: String) throws -> Int {
+        guard let value, value < 1e20 else { return 77 }
+        guard value.isFinite, value == value.rounded(), value >= 2, value <= Double(maxModelMaxLength) else {
+            throw CLIPTokenizerError.malformedFile(
+                path: path, reason: "model_max_length \(value) must be an integer in 2...\(maxModelMaxLength) (77 for CLIP)")
+        }
+        return Int(value)
+    }
+
     private static func fileExists(_ path: String) -> Bool {
         FileManager.default.fileExists(atPath: path)
     }
 
     private static func read(_ path: String) throws -> Data {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw CLIPTokenizerError.missingFile(path: path)
-        }
         do {
-            return try Data(contentsOf: URL(fileURLWithPath: path))
+            return Data(try RegularFile.read(path))
         } catch {
-            throw CLIPTokenizerError.unreadableFile(path: path, reason: "\(error)")
+            if error.reason == .notFound { throw CLIPTokenizerError.missingFile(path: path) }
+            throw CLIPTokenizerError.unreadableFile(path: path, reason: error.message)
         }
     }
 

@@ -1,0 +1,24 @@
+/// Writing a run's results in the order that loses nothing: every image first (each atomically), then the
+/// report, so a report that cannot be written never costs an image.
+public enum GenerationOutput {
+    /// Writes `images[i]` to `paths[i]`, calling `wrote` after each, then `report` (when given) to its path.
+    /// A report failure throws `PipelineError.outputFailed` for the report's path saying the images were written.
+    public static func write(_ images: [RGBImage], to paths: [String],
+                             report: (path: String, bytes: () throws -> [UInt8])? = nil,
+                             wrote: (RGBImage, String) -> Void = { _, _ in }) throws {
+        precondition(images.count == paths.count, "one path per image")
+        for (image, path) in zip(images, paths) {
+            try image.writePNG(to: path)
+            wrote(image, path)
+        }
+        guard let report else { return }
+        do {
+            try AtomicFile.write(try report.bytes(), to: report.path)
+        } catch {
+            let reason: String
+            if case PipelineError.outputFailed(_, let r)? = error as? PipelineError { reason = r } else { reason = "\(error)" }
+            throw PipelineError.outputFailed(path: report.path,
+                                             reason: "\(reason) (only the report failed: \(paths.joined(separator: ", ")) written)")
+        }
+    }
+}
