@@ -87,18 +87,10 @@ public struct WeightLoader: Sendable {
         self.init(files: fs, dtype: dtype)
     }
 
-    /// The weights of a diffusers component folder (`unet/`, `vae/`, `text_encoder/`): its `*.safetensors` files,
-    /// preferring the plain `diffusion_pytorch_model` / `model` names over variants such as `.fp16`.
-    public init(componentDirectory dir: String, dtype: DType = .f32) throws {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        let st = names.filter { $0.hasSuffix(".safetensors") }.sorted()
-        let plain = st.filter { $0 == "diffusion_pytorch_model.safetensors" || $0 == "model.safetensors" }
-        let shards = st.filter { $0.contains("-of-") && !$0.contains(".fp16") }
-        let chosen = !plain.isEmpty ? plain : (!shards.isEmpty ? shards : st)
-        guard !chosen.isEmpty else {
-            throw ModelLoadError.missingFile(path: dir, reason: "no .safetensors weights in the directory")
-        }
-        try self.init(paths: chosen.map { dir + "/" + $0 }, dtype: dtype)
+    /// The weights of a diffusers component folder (`unet/`, `vae/`, `text_encoder/`): the plain files, sharded or
+    /// not, as `DiffusersFolder.weightFiles` picks them (a variant only when the folder has nothing else).
+    public init(componentDirectory dir: String, dtype: DType = .f32, variant: String? = nil) throws {
+        try self.init(paths: try DiffusersFolder.weightFiles(in: dir, variant: variant), dtype: dtype)
     }
 
     /// A loader for the subtree `prefix.`.

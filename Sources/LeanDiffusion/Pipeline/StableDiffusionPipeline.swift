@@ -71,6 +71,8 @@ public final class StableDiffusionPipeline {
     public private(set) var lastReport: RunReport?
     /// Sequential offload's streamer (nil in the other modes).
     public var weightStreamer: WeightStreamer? { offloadController.streamer }
+    /// The folder it was loaded from (components, weight files).
+    public let folder: DiffusersFolder
     /// The memory system and kernel state this pipeline owns (tracker, planned arenas, primitive cache, buffer
     /// pool): every load, generate and decode runs in it, so pipelines in one process share nothing mutable.
     public let context: RuntimeContext
@@ -98,19 +100,24 @@ public final class StableDiffusionPipeline {
         self.context = context
         let offloadController = OffloadController(mode: offload, budgetBytes: streamingBudgetBytes, context: context)
         self.offloadController = offloadController
-        guard FileManager.default.fileExists(atPath: directory + "/.") else {
-            throw PipelineError.missingFolder(directory)
+        let folder = try DiffusersFolder(path: directory)
+        self.folder = folder
+        let indexPath = folder.indexPath
+        if let cls = folder.pipelineClass, cls != "StableDiffusionPipeline" {
+            throw PipelineError.unsupportedPipeline(cls, file: indexPath)
         }
-        let indexPath = directory + "/model_index.json"
-        let index = try Self.parseIndex(try Self.readInputFile(indexPath), path: indexPath)
+        var index: [String: String] = [:]
         for (name, classes) in Self.requiredComponents {
-            guard let cls = index[name] else { throw PipelineError.missingComponent(name: name, folder: directory) }
+            guard let component = folder.component(name), let cls = component.className else {
+                throw PipelineError.missingComponent(name: name, folder: directory)
+            }
             guard classes.contains(cls) else {
                 throw PipelineError.unsupportedComponent(name: name, className: cls, file: indexPath)
             }
-            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
+            guard FileManager.default.fileExists(atPath: component.directory) else {
                 throw PipelineError.missingComponent(name: name, folder: directory)
             }
+            index[name] = cls
         }
 
         tokenizer = try CLIPTokenizer(directory: directory + "/tokenizer")
@@ -150,51 +157,9 @@ public final class StableDiffusionPipeline {
         logger.info("loaded \(directory) in \(loadPhase.seconds) s (\(policy.dtype), \(policy.layout), offload \(offload))")
     }
 
-    /// model_index.json: `"component": ["library", "Class"]` entries; the pipeline class must be Stable Diffusion's.
-    static func parseIndex(_ data: Data, path: String) throws -> [String: String] {
-        guard let object = try? JSONDecoder().decode([String: IndexEntry].self, from: data) else {
-            throw PipelineError.invalidConfig(file: path, field: "(top level)", reason: "not a model_index.json object")
-        }
-        if case .string(let cls)? = object["_class_name"], cls != "StableDiffusionPipeline" {
-            throw PipelineError.unsupportedPipeline(cls, file: path)
-        }
-        var out: [String: String] = [:]
-        for (key, entry) in object {
-            if case .component(_, let cls?) = entry { out[key] = cls }
-        }
-        return out
-    }
-
-    enum IndexEntry: Decodable {
-        case string(String)
-        case component(String?, String?)
-        case other
-
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let s = try? c.decode(String.self) { self = .string(s); return }
-            if let pair = try? c.decode([String?].self), pair.count == 2 { self = .component(pair[0], pair[1]); return }
-            self = .other
-        }
-    }
-
-    /// The weight files of one component, honouring diffusers' variant naming.
+    /// The weights of one component: the files `DiffusersFolder.weightFiles` picks for `variant`.
     static func weights(_ dir: String, _ variant: String?, _ policy: ComputePolicy) throws -> WeightLoader {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        let safetensors = names.filter { $0.hasSuffix(".safetensors") }.sorted()
-        let plain = safetensors.filter { $0.split(separator: ".").count == 2 }
-        let chosen: [String]
-        if let variant {
-            chosen = safetensors.filter { $0.hasSuffix(".\(variant).safetensors") }
-        } else if !plain.isEmpty {
-            chosen = plain
-        } else {
-            chosen = Array(safetensors.prefix(1))
-        }
-        guard !chosen.isEmpty else {
-            throw PipelineError.missingFile(dir + "/" + (variant.map { "*.\($0).safetensors" } ?? "*.safetensors"))
-        }
-        return try WeightLoader(paths: chosen.map { dir + "/" + $0 }, dtype: policy.dtype)
+        try WeightLoader(paths: try DiffusersFolder.weightFiles(in: dir, variant: variant), dtype: policy.dtype)
     }
 
     /// Whether UNet calls run under an `ExecutionPlan` (the guide's traced UNet): after a warm-up and a recorded

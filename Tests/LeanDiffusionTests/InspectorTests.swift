@@ -1,5 +1,6 @@
 import XCTest
-@testable import SafeTensors
+@testable import LeanDiffusion
+import SafeTensors
 
 final class InspectorTests: XCTestCase {
     var dir: TempDir!
@@ -119,7 +120,9 @@ final class InspectorTests: XCTestCase {
         XCTAssertThrowsError(try ModelInspector(path: pipe)) { XCTAssertEqual(($0 as? SafeTensorsError)?.kind, .noWeights) }
         writeText(pipe + "/model_index.json", "{")
         XCTAssertThrowsError(try ModelInspector(path: pipe)) {
-            guard case .invalidConfig = ($0 as? SafeTensorsError)?.kind else { return XCTFail("\($0)") }
+            guard case .invalidConfig(let file, _, _)? = $0 as? PipelineError, file.hasSuffix("model_index.json") else {
+                return XCTFail("\($0)")
+            }
         }
         // A corrupt weight file is reported with its own path.
         let bad = dir.file("bad")

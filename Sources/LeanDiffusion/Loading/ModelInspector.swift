@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SafeTensors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -72,28 +73,20 @@ public struct ModelInspector: Sendable {
 
         let indexPath = path + "/model_index.json"
         if fm.fileExists(atPath: indexPath) {
-            let index = try Self.readJSON(indexPath)
-            guard let members = index.objectMembers else {
-                throw SafeTensorsError(path: indexPath, .invalidConfig(reason: "top level is not an object"))
-            }
+            let folder = try DiffusersFolder(path: path)
             var components: [Component] = []
-            for m in members where !m.key.hasPrefix("_") {
-                // Components are ["library", "ClassName"]; [null, null] means disabled.
-                guard let pair = m.value.arrayValue, pair.count == 2 else { continue }
-                let library = pair[0].stringValue
-                let cls = pair[1].stringValue
-                if library == nil && cls == nil { continue }
-                let dir = path + "/" + m.key
+            for c in folder.components {
+                let (library, cls, dir) = (c.library, c.className, c.directory)
                 var files: [WeightFile] = []
                 if Self.fileKind(dir) == .directory {
-                    files = try Self.inspectFolder(dir, relativePrefix: m.key + "/", warnings: &warnings)
+                    files = try Self.inspectFolder(dir, relativePrefix: c.name + "/", warnings: &warnings)
                 } else {
-                    warnings.append("component \(m.key): folder missing")
+                    warnings.append("component \(c.name): folder missing")
                 }
-                components.append(Component(name: m.key, className: cls, library: library, weightFiles: files))
+                components.append(Component(name: c.name, className: cls, library: library, weightFiles: files))
             }
             guard components.contains(where: { !$0.weightFiles.isEmpty }) else { throw SafeTensorsError(path: path, .noWeights) }
-            report = Report(path: path, kind: "pipeline", pipelineClass: index["_class_name"]?.stringValue,
+            report = Report(path: path, kind: "pipeline", pipelineClass: folder.pipelineClass,
                             components: components, warnings: warnings)
             return
         }
@@ -149,18 +142,8 @@ public struct ModelInspector: Sendable {
     }
 
     /// `diffusion_pytorch_model.fp16.safetensors` -> "fp16";
-    /// `model.fp16-00001-of-00002.safetensors` -> "fp16"; plain names -> nil.
-    static func variant(of file: String) -> String? {
-        var stem = String(file.dropLast(".safetensors".count))
-        let dashParts = stem.split(separator: "-", omittingEmptySubsequences: false)
-        let isNumber = { (s: Substring) in !s.isEmpty && s.allSatisfy { $0.isASCII && $0.isNumber } }
-        if dashParts.count >= 4, dashParts[dashParts.count - 2] == "of",
-           isNumber(dashParts[dashParts.count - 1]), isNumber(dashParts[dashParts.count - 3]) {
-            stem = dashParts.dropLast(3).joined(separator: "-")
-        }
-        let parts = stem.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count >= 2 ? String(parts.last!) : nil
-    }
+    /// `model.fp16-00001-of-00002.safetensors` -> "fp16"; plain names -> nil (see `DiffusersFolder.WeightFileName`).
+    static func variant(of file: String) -> String? { DiffusersFolder.WeightFileName(file)?.variant }
 
     static func inspectFolder(_ dir: String, relativePrefix: String, warnings: inout [String]) throws -> [WeightFile] {
         let names: [String]
