@@ -29,8 +29,8 @@ public final class ExecutionPlan: @unchecked Sendable {  // all mutable state un
         var freeTime: [Int] = []
         var clock = 0
         var offsets: [Int] = []
-        /// Per slot, the slots sharing arena bytes with it (their lifetimes were disjoint in the recording).
-        var conflicts: [[Int]] = []
+        /// Arena slots handed out and not yet released (a few dozen at a time), and the same as flags per slot.
+        var liveSlots: [Int] = []
         var live: [Bool] = []
         var cursor = 0
         var arena: Storage?
@@ -77,7 +77,7 @@ public final class ExecutionPlan: @unchecked Sendable {  // all mutable state un
         case .recording:
             state.withLock { s in
                 s.sizes = []; s.allocTime = []; s.freeTime = []; s.clock = 0
-                s.arena = nil; s.offsets = []; s.conflicts = []; s.live = []
+                s.arena = nil; s.offsets = []; s.liveSlots = []; s.live = []
                 s.generation += 1
             }
             let before = context.tracker.current(.cpu)
@@ -136,14 +136,6 @@ public final class ExecutionPlan: @unchecked Sendable {  // all mutable state un
             top = max(top, offset + s.sizes[i])
             placed.append(i)
         }
-        s.conflicts = [[Int]](repeating: [], count: n)
-        for a in placed {
-            for b in placed where b != a {
-                if s.offsets[a] < s.offsets[b] + s.sizes[b] && s.offsets[b] < s.offsets[a] + s.sizes[a] {
-                    s.conflicts[a].append(b)
-                }
-            }
-        }
         s.live = [Bool](repeating: false, count: n)
         s.plannedAllocations = order.count
         s.arenaBytes = top
@@ -176,11 +168,13 @@ public final class ExecutionPlan: @unchecked Sendable {  // all mutable state un
                     Self.fellBack(&s, "slot #\(slot) is still in use from an earlier call")
                     return unplaced
                 }
-                if let busy = s.conflicts[slot].first(where: { s.live[$0] }) {
+                let (lo, hi) = (s.offsets[slot], s.offsets[slot] + s.sizes[slot])
+                if let busy = s.liveSlots.first(where: { s.offsets[$0] < hi && lo < s.offsets[$0] + s.sizes[$0] }) {
                     Self.fellBack(&s, "slot #\(slot) overlaps slot #\(busy), still alive")
                     return unplaced
                 }
                 s.live[slot] = true
+                s.liveSlots.append(slot)
                 return Slot(index: slot, generation: s.generation, pointer: arena.raw + s.offsets[slot], arena: arena)
             case .warmUp:
                 return nil
@@ -204,7 +198,10 @@ public final class ExecutionPlan: @unchecked Sendable {  // all mutable state un
                 s.freeTime[slot] = s.clock
                 s.clock += 1
             case .replaying:
-                if slot < s.live.count { s.live[slot] = false }
+                if slot < s.live.count, s.live[slot] {
+                    s.live[slot] = false
+                    if let i = s.liveSlots.lastIndex(of: slot) { s.liveSlots.remove(at: i) }
+                }
             case .warmUp:
                 break
             }

@@ -89,6 +89,21 @@ final class RuntimeContextTests: XCTestCase {
         XCTAssertGreaterThan(plan.replays, 10)
     }
 
+    /// Under sequential offload weights (and their packed copies) come and go inside every UNet call; none of it
+    /// is an activation, so the plan (opt-in there) replays with no fallback and the image is the resident one.
+    func testSequentialOffloadReplaysPlan() throws {
+        let request = PipelineTests.tinyRequest(steps: 6)
+        let reference = try StableDiffusionPipeline(directory: Self.sd1).generate(request)
+        let pipe = try StableDiffusionPipeline(directory: Self.sd1, offload: .sequential, streamingBudgetBytes: 400_000)
+        pipe.planUnderSequentialOffload = true
+        XCTAssertEqual(try pipe.generate(request), reference)
+        XCTAssertEqual(try pipe.generate(request), reference)
+        let plan = try XCTUnwrap(pipe.unetPlans.values.first)
+        XCTAssertEqual(plan.phase, .replaying)
+        XCTAssertEqual(plan.fallbacks, 0)
+        XCTAssertGreaterThan(plan.replays, 8)
+    }
+
     /// Each pipeline's tracker counts its own bytes: a second pipeline's load does not move the first's figures.
     func testTrackersAreSeparate() throws {
         let a = try StableDiffusionPipeline(directory: Self.sd1)
