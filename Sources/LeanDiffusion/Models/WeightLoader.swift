@@ -69,12 +69,17 @@ public struct WeightLoader: Sendable {
     public var dtype: DType
     /// Where evictable weights are listed; nil for plain, always-resident weights.
     public var registry: WeightRegistry?
+    /// For files in another layout (single-file checkpoints): where each diffusers-named tensor lives. Nil: the
+    /// files use the names the models ask for.
+    public let keyMap: KeyMap?
 
-    public init(files: [SafeTensorsFile], prefix: String = "", dtype: DType = .f32, registry: WeightRegistry? = nil) {
+    public init(files: [SafeTensorsFile], prefix: String = "", dtype: DType = .f32, registry: WeightRegistry? = nil,
+                keyMap: KeyMap? = nil) {
         self.files = files
         self.prefix = prefix
         self.dtype = dtype
         self.registry = registry
+        self.keyMap = keyMap
     }
 
     public init(paths: [String], dtype: DType = .f32) throws {
@@ -93,23 +98,46 @@ public struct WeightLoader: Sendable {
         try self.init(paths: try DiffusersFolder.weightFiles(in: dir, variant: variant), dtype: dtype)
     }
 
-    /// A loader for the subtree `prefix.`.
-    public func scoped(_ prefix: String) -> WeightLoader {
-        WeightLoader(files: files, prefix: self.prefix + prefix + ".", dtype: dtype, registry: registry)
+    private func with(prefix: String? = nil, dtype: DType? = nil, registry: WeightRegistry?? = nil) -> WeightLoader {
+        WeightLoader(files: files, prefix: prefix ?? self.prefix, dtype: dtype ?? self.dtype,
+                     registry: registry ?? self.registry, keyMap: keyMap)
     }
+
+    /// A loader for the subtree `prefix.`.
+    public func scoped(_ prefix: String) -> WeightLoader { with(prefix: self.prefix + prefix + ".") }
 
     /// The same scope, converting weights to `dtype`.
-    public func converting(to dtype: DType) -> WeightLoader {
-        WeightLoader(files: files, prefix: prefix, dtype: dtype, registry: registry)
-    }
+    public func converting(to dtype: DType) -> WeightLoader { with(dtype: dtype) }
 
     /// The same scope, handing out evictable weights listed in `registry`.
-    public func registering(in registry: WeightRegistry?) -> WeightLoader {
-        WeightLoader(files: files, prefix: prefix, dtype: dtype, registry: registry)
+    public func registering(in registry: WeightRegistry?) -> WeightLoader { with(registry: .some(registry)) }
+
+    /// A tensor found for a requested name: the file, the file's key, and for a view (one of OpenCLIP's fused
+    /// q/k/v rows, a 1x1 convolution read as a matrix) its byte offset into that tensor and its own shape.
+    struct Located {
+        let file: SafeTensorsFile
+        let fileKey: String
+        let dtype: SafeTensorsDType
+        let shape: [Int]
+        let byteOffset: Int
+        let isView: Bool
     }
 
-    private func locate(_ key: String) -> (SafeTensorsFile, TensorInfo)? {
-        for f in files { if let i = f.info(key) { return (f, i) } }
+    private func locate(_ key: String) -> Located? {
+        if let keyMap {
+            guard let source = keyMap.sources[key], source.file < files.count else { return nil }
+            let file = files[source.file]
+            guard let info = file.info(source.key) else { return nil }
+            let shape = source.shape ?? info.shape
+            return Located(file: file, fileKey: source.key, dtype: info.dtype, shape: shape,
+                           byteOffset: source.elementOffset * info.dtype.byteSize,
+                           isView: source.elementOffset != 0 || shape.reduce(1, *) != info.shape.reduce(1, *))
+        }
+        for f in files {
+            if let i = f.info(key) {
+                return Located(file: f, fileKey: key, dtype: i.dtype, shape: i.shape, byteOffset: 0, isView: false)
+            }
+        }
         return nil
     }
 
@@ -118,67 +146,73 @@ public struct WeightLoader: Sendable {
     /// Whether any key lies under `scope.` (relative to this loader's scope).
     public func containsScope(_ scope: String) -> Bool {
         let p = prefix + scope + "."
+        if let keyMap { return keyMap.sources.keys.contains { $0.hasPrefix(p) } }
         return files.contains { $0.tensorNames.contains { $0.hasPrefix(p) } }
     }
 
     /// The tensor `name` in this scope, checked against `shape` exactly, converted to `dtype` (default: the loader's).
     public func tensor(_ name: String, shape: [Int], dtype: DType? = nil) throws -> Tensor {
         let key = prefix + name
-        guard let (file, info) = locate(key) else {
+        guard let found = locate(key) else {
             throw ModelLoadError.missingTensor(key: key, files: files.map(\.path))
         }
-        return try load(key: key, file: file, info: info, shape: shape, dtype: dtype ?? self.dtype)
+        return try load(key: key, found, shape: shape, dtype: dtype ?? self.dtype)
     }
 
     /// The tensor if present (still shape-checked), nil if absent.
     public func optionalTensor(_ name: String, shape: [Int], dtype: DType? = nil) throws -> Tensor? {
         let key = prefix + name
-        guard let (file, info) = locate(key) else { return nil }
-        return try load(key: key, file: file, info: info, shape: shape, dtype: dtype ?? self.dtype)
+        guard let found = locate(key) else { return nil }
+        return try load(key: key, found, shape: shape, dtype: dtype ?? self.dtype)
     }
 
     /// The shape stored for `name`, if present.
-    public func shape(_ name: String) -> [Int]? { locate(prefix + name)?.1.shape }
+    public func shape(_ name: String) -> [Int]? { locate(prefix + name)?.shape }
 
-    private func load(key: String, file: SafeTensorsFile, info: TensorInfo, shape: [Int], dtype: DType) throws -> Tensor {
-        guard info.shape == shape else {
-            throw ModelLoadError.shapeMismatch(key: key, file: file.path, expected: shape, actual: info.shape)
+    private func load(key: String, _ found: Located, shape: [Int], dtype: DType) throws -> Tensor {
+        let file = found.file
+        let named = found.fileKey == key ? key : "\(key) (\(found.fileKey) in the file)"
+        guard found.shape == shape else {
+            throw ModelLoadError.shapeMismatch(key: named, file: file.path, expected: shape, actual: found.shape)
         }
+        let count = shape.reduce(1, *)
         let src: DType
-        switch info.dtype {
+        switch found.dtype {
         case .F32: src = .f32
         case .F16: src = .f16
         case .BF16: src = .bf16
         default:
-            guard info.dtype.isFloatingPoint else {
-                throw ModelLoadError.unsupportedDType(key: key, file: file.path, dtype: info.dtype.rawValue)
+            guard found.dtype.isFloatingPoint else {
+                throw ModelLoadError.unsupportedDType(key: named, file: file.path, dtype: found.dtype.rawValue)
             }
-            let t = Tensor(try file.floats(key), shape: shape).converted(to: dtype)
+            let all = try file.floats(found.fileKey)
+            let first = found.byteOffset / found.dtype.byteSize
+            let t = Tensor(Array(all[first..<(first + count)]), shape: shape).converted(to: dtype)
             return Tensor(storage: .residentWeight(t, name: key), shape: shape, dtype: dtype)
         }
         if let registry {
-            let count = shape.reduce(1, *)
-            let range = Self.rangeSource(file: file, key: key, from: src, to: dtype)
+            let range = Self.rangeSource(file: file, key: found.fileKey, baseByteOffset: found.byteOffset, from: src, to: dtype)
             let storage = Storage(byteCount: count * dtype.byteSize, name: key,
                                   source: { out in try range(0, UnsafeMutableRawBufferPointer(start: out, count: count * dtype.byteSize)) },
                                   rangeSource: range)
             registry.add(WeightRegistry.Weight(key: key, shape: shape, storage: storage))
             return Tensor(storage: storage, shape: shape, dtype: dtype)
         }
-        let bytes = try file.bytes(key)
+        let bytes = try file.bytes(found.fileKey)
         let t = Tensor(shape: shape, dtype: src)
-        if bytes.count > 0 { t.raw.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        if count > 0 { t.raw.copyMemory(from: bytes.baseAddress! + found.byteOffset, byteCount: count * src.byteSize) }
         return Tensor(storage: .residentWeight(t.converted(to: dtype), name: key), shape: shape, dtype: dtype)
     }
 
     /// Fills bytes `[offset, offset + out.count)` of a weight as stored in memory (type `dst`): `pread` from the
     /// file, converted from the stored type `src` through a small staging buffer when they differ, so that
     /// reloading a 152 MB fp32 embedding as bf16 never holds the fp32 copy. Ranges are whole elements.
-    static func rangeSource(file: SafeTensorsFile, key: String, from src: DType,
+    /// `baseByteOffset` is where a view starts inside the file's tensor (its bytes in the stored type).
+    static func rangeSource(file: SafeTensorsFile, key: String, baseByteOffset: Int = 0, from src: DType,
                             to dst: DType) -> @Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void {
         return { offset, out in
             if src == dst {
-                try file.copy(key, byteOffset: offset, into: out)
+                try file.copy(key, byteOffset: baseByteOffset + offset, into: out)
                 return
             }
             precondition(offset % dst.byteSize == 0 && out.count % dst.byteSize == 0, "partial element")
@@ -190,7 +224,7 @@ public struct WeightLoader: Sendable {
             var lo = 0
             while lo < count {
                 let m = min(chunk, count - lo)
-                try file.copy(key, byteOffset: (first + lo) * src.byteSize,
+                try file.copy(key, byteOffset: baseByteOffset + (first + lo) * src.byteSize,
                               into: UnsafeMutableRawBufferPointer(start: staging, count: m * src.byteSize))
                 buf.withUnsafeMutableBufferPointer { b in
                     Convert.toFloat(staging, src, b.baseAddress!, m)
@@ -200,4 +234,25 @@ public struct WeightLoader: Sendable {
             }
         }
     }
+}
+
+/// Where each diffusers-named tensor of a component lives in files of another layout (a single-file checkpoint).
+public final class KeyMap: Sendable {
+    /// A tensor, or a contiguous view of one: `elementOffset` elements into the file's tensor `key`, with `shape`
+    /// (nil: the file's shape).
+    public struct Source: Sendable, Equatable {
+        public let file: Int
+        public let key: String
+        public let elementOffset: Int
+        public let shape: [Int]?
+        public init(file: Int = 0, key: String, elementOffset: Int = 0, shape: [Int]? = nil) {
+            self.file = file
+            self.key = key
+            self.elementOffset = elementOffset
+            self.shape = shape
+        }
+    }
+    /// Diffusers key (as the models ask for it) -> source.
+    public let sources: [String: Source]
+    public init(_ sources: [String: Source]) { self.sources = sources }
 }

@@ -1,4 +1,5 @@
 import Logging
+import SafeTensors
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -71,8 +72,10 @@ public final class StableDiffusionPipeline {
     public private(set) var lastReport: RunReport?
     /// Sequential offload's streamer (nil in the other modes).
     public var weightStreamer: WeightStreamer? { offloadController.streamer }
-    /// The folder it was loaded from (components, weight files).
+    /// The folder of its configs (components, configs, tokenizer; for a folder pipeline, its weights too).
     public let folder: DiffusersFolder
+    /// The single-file checkpoint it was loaded from, if any.
+    public let singleFile: SingleFileCheckpoint?
     /// The memory system and kernel state this pipeline owns (tracker, planned arenas, primitive cache, buffer
     /// pool): every load, generate and decode runs in it, so pipelines in one process share nothing mutable.
     public let context: RuntimeContext
@@ -86,21 +89,46 @@ public final class StableDiffusionPipeline {
         ("scheduler", SchedulerKind.allCases.map(\.diffusersClassName)),
     ]
 
-    /// Loads a pipeline folder. `variant` picks `*.<variant>.safetensors` weight files (e.g. "fp16"); without it the
-    /// plain files are used, falling back to a variant when that is all the folder has. `offload` chooses where
-    /// weights live (see `OffloadMode`); `streamingBudgetBytes` bounds resident weight bytes under sequential
-    /// offload (default: three times the largest weight).
+    /// Loads a pipeline folder, or a single-file checkpoint (`directory` a `.safetensors` file in the original
+    /// layout; see `SingleFileCheckpoint`). `variant` picks `*.<variant>.safetensors` weight files (e.g. "fp16");
+    /// without it the plain files are used, falling back to a variant when that is all the folder has. `offload`
+    /// chooses where weights live (see `OffloadMode`); `streamingBudgetBytes` bounds resident weight bytes under
+    /// sequential offload (default: three times the largest weight).
+    ///
+    /// A single file takes its configs, tokenizer and scheduler from `config` (a diffusers folder, as
+    /// `from_single_file(config=)`), else from `configsDirectory/<architecture>` (LeanDiffusion's `Models/configs`).
+    /// `vae` replaces the VAE: a diffusers VAE folder, or a `.safetensors` file in either layout.
     public init(directory: String, policy: ComputePolicy = ComputePolicy(), variant: String? = nil,
                 offload: OffloadMode = .none, streamingBudgetBytes: Int? = nil,
+                config: String? = nil, configsDirectory: String? = nil, vae vaePath: String? = nil,
                 context: RuntimeContext = RuntimeContext(),
                 logger: Logger = Logger(label: "lean-diffusion")) throws {
+        let single = RegularFile.exists(directory) ? try SingleFileCheckpoint(path: directory) : nil
+        self.singleFile = single
+        let configRoot: String
+        if let single {
+            if let config {
+                configRoot = config
+            } else if let configsDirectory {
+                configRoot = configsDirectory + "/" + single.architecture.rawValue
+            } else {
+                throw PipelineError.invalidArgument("\(directory) is a single-file checkpoint: its configs come from a "
+                    + "diffusers folder (config:) or LeanDiffusion's Models/configs (configsDirectory:)")
+            }
+        } else {
+            guard config == nil else {
+                throw PipelineError.invalidArgument("config: is for single-file checkpoints; \(directory) is a folder")
+            }
+            configRoot = directory
+        }
+        let replacementVAE = try vaePath.map(VAEReplacement.init(path:))
         self.directory = directory
         self.policy = policy
         self.logger = logger
         self.context = context
         let offloadController = OffloadController(mode: offload, budgetBytes: streamingBudgetBytes, context: context)
         self.offloadController = offloadController
-        let folder = try DiffusersFolder(path: directory)
+        let folder = try DiffusersFolder(path: configRoot)
         self.folder = folder
         let indexPath = folder.indexPath
         if let cls = folder.pipelineClass, cls != "StableDiffusionPipeline" {
@@ -120,20 +148,20 @@ public final class StableDiffusionPipeline {
             index[name] = cls
         }
 
-        tokenizer = try CLIPTokenizer(directory: directory + "/tokenizer")
+        tokenizer = try CLIPTokenizer(directory: configRoot + "/tokenizer")
 
-        let schedulerPath = directory + "/scheduler/scheduler_config.json"
+        let schedulerPath = configRoot + "/scheduler/scheduler_config.json"
         var sc = try SchedulerConfig.load(path: schedulerPath)
         // StableDiffusionPipeline.__init__ repairs two legacy settings before anything runs.
         if let offset = sc.stepsOffset, offset != 1 { sc.stepsOffset = 1 }
         if sc.clipSample == true { sc.clipSample = false }
         schedulerConfig = sc
         defaultScheduler = SchedulerKind(diffusersClassName: index["scheduler"]!)!
-        samplingDefaults = try SamplingDefaults(directory: directory)
+        samplingDefaults = try SamplingDefaults(directory: configRoot)
 
-        let textConfig = try CLIPTextConfig.load(from: directory + "/text_encoder")
-        unetConfig = try UNetConfig.load(from: directory + "/unet")
-        vaeConfig = try VAEConfig.load(from: directory + "/vae")
+        let textConfig = try CLIPTextConfig.load(from: configRoot + "/text_encoder")
+        unetConfig = try UNetConfig.load(from: configRoot + "/unet")
+        vaeConfig = try VAEConfig.load(from: replacementVAE?.configDirectory ?? configRoot + "/vae")
         try Self.checkCompatibility(directory: directory, tokenizer: tokenizer, text: textConfig, unet: unetConfig,
                                     vae: vaeConfig, scheduler: sc, kind: index["scheduler"]!, schedulerPath: schedulerPath)
         let (unetConfig, vaeConfig) = (self.unetConfig, self.vaeConfig)
@@ -142,7 +170,19 @@ public final class StableDiffusionPipeline {
             () throws -> (CLIPTextModel, UNet2DConditionModel, AutoencoderKL) in
           try context.run {
             func weights(_ name: String, _ c: OffloadController.Component) throws -> WeightLoader {
-                try Self.weights(directory + "/" + name, variant, policy).registering(in: offloadController.registry(c))
+                let loader: WeightLoader
+                if c == .vae, let replacementVAE {
+                    loader = try replacementVAE.loader(vaeConfig, policy.dtype)
+                } else if let single {
+                    switch c {
+                    case .textEncoder: loader = try single.textEncoderLoader(dtype: policy.dtype)
+                    case .unet: loader = try single.loader(unet: unetConfig, dtype: policy.dtype)
+                    case .vae: loader = single.loader(vae: vaeConfig, dtype: policy.dtype)
+                    }
+                } else {
+                    loader = try Self.weights(directory + "/" + name, variant, policy)
+                }
+                return loader.registering(in: offloadController.registry(c))
             }
             let models = (try CLIPTextModel(config: textConfig, weights: try weights("text_encoder", .textEncoder), policy: policy),
                           try UNet2DConditionModel(config: unetConfig, weights: try weights("unet", .unet), policy: policy),
