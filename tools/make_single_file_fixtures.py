@@ -19,6 +19,8 @@ The layout mapping is the inverse of diffusers' `convert_ldm_unet_checkpoint` / 
 scripts/convert_diffusers_to_original_stable_diffusion.py hard-codes SD1.5's 4 levels x 2 layers).
 
 Run: python3 tools/make_single_file_fixtures.py   (torch, diffusers 0.42.1, transformers 5; CPU; a few seconds)
+     python3 tools/make_single_file_fixtures.py --convert FOLDER FILE.safetensors [--fp16]
+         any SD 1.x folder (e.g. /work/sd15-random for the bench) as one original-layout file; not committed
 """
 import json
 import os
@@ -246,5 +248,18 @@ def main():
     print("wrote", OUT)
 
 
+def convert(folder, path, half):
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, safety_checker=None)
+    sd = {}
+    sd.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
+    sd.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
+    sd.update(clip_to_ldm(pipe.text_encoder.state_dict()))
+    sd = fp16(sd) if half else {k: v.detach().contiguous() for k, v in sd.items()}
+    save_file(sd, path, metadata={"format": "pt"})
+    print(f"wrote {path}: {len(sd)} tensors, {os.path.getsize(path)} bytes")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "--convert":
+        sys.exit(convert(sys.argv[2], sys.argv[3], "--fp16" in sys.argv))
     sys.exit(main())

@@ -85,8 +85,14 @@ extension OffloadMode: ExpressibleByArgument {}
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate images from a prompt.")
 
-    @Option(help: "A diffusers StableDiffusionPipeline folder (default: the embedded model).")
+    @Option(help: "A diffusers StableDiffusionPipeline folder, or a single-file SD 1.x/2.x checkpoint (.safetensors, original layout) (default: the embedded model).")
     var model: String?
+
+    @Option(help: "With a single-file --model: a diffusers folder whose configs, tokenizer and scheduler to use (default: the shipped configs of the detected architecture).")
+    var config: String?
+
+    @Option(help: "Replace the VAE: a diffusers VAE folder, or a .safetensors file (diffusers or original layout).")
+    var vae: String?
 
     @Option(help: "What to draw.")
     var prompt: String
@@ -255,7 +261,8 @@ struct Generate: ParsableCommand {
         pipeline = try StableDiffusionPipeline(directory: model ?? Embedded.defaultModel, policy: policy,
                                                variant: variant, offload: offload,
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
-                                               logger: logger)
+                                               config: config, configsDirectory: Embedded.modelsDirectory() + "/configs",
+                                               vae: vae, logger: logger)
         pipeline.planUNet = !noPlan
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)

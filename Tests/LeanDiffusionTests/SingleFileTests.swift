@@ -119,4 +119,34 @@ final class SingleFileTests: XCTestCase {
             XCTAssertLessThanOrEqual(d, 8, vae)
         }
     }
+
+    /// The shipped configs (Models/configs, tools/make_shipped_configs.py) parse, pass the cross-component checks, and
+    /// say what each architecture is.
+    func testShippedConfigs() throws {
+        let root = PipelineTests.fixtures.deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Models/configs").path
+        for arch in SingleFileArchitecture.allCases {
+            let dir = root + "/" + arch.rawValue
+            let folder = try DiffusersFolder(path: dir)
+            let tokenizer = try CLIPTokenizer(directory: dir + "/tokenizer")
+            let text = try CLIPTextConfig.load(from: dir + "/text_encoder")
+            let unet = try UNetConfig.load(from: dir + "/unet")
+            let vae = try VAEConfig.load(from: dir + "/vae")
+            let schedulerPath = dir + "/scheduler/scheduler_config.json"
+            let scheduler = try SchedulerConfig.load(path: schedulerPath)
+            let kind = try XCTUnwrap(folder.component("scheduler")?.className)
+            let sd2 = arch == .sd2 || arch == .sd2Inpainting
+            XCTAssertEqual(unet.crossAttentionDim, sd2 ? 1024 : 768, arch.rawValue)
+            XCTAssertEqual(text.hiddenSize, sd2 ? 1024 : 768, arch.rawValue)
+            XCTAssertEqual(text.numHiddenLayers, sd2 ? 23 : 12, arch.rawValue)
+            XCTAssertEqual(unet.inChannels, arch == .sd1Inpainting || arch == .sd2Inpainting ? 9 : 4, arch.rawValue)
+            XCTAssertEqual(tokenizer.encodePadded("a cat").last, sd2 ? 0 : 49407, "\(arch.rawValue) pad token")
+            if arch == .sd2 { XCTAssertEqual(scheduler.predictionType, "v_prediction") }
+            if unet.inChannels == 4 {
+                XCTAssertNoThrow(try StableDiffusionPipeline.checkCompatibility(
+                    directory: dir, tokenizer: tokenizer, text: text, unet: unet, vae: vae, scheduler: scheduler,
+                    kind: kind, schedulerPath: schedulerPath), arch.rawValue)
+            }
+        }
+    }
 }
