@@ -60,6 +60,7 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
         weak var observer: ParameterObserver?
         var releasesPlainWhenDerived = false
         var derived: [(key: DerivedKey, storage: Storage)] = []
+        var adjustment: (@Sendable (UnsafeMutableRawPointer) -> Void)?
         /// Layouts a kernel read the plain bytes in directly (no copy), per view offset.
         var plainLayouts: [(byteOffset: Int, layout: PackedLayout)] = []
         var spillFile: SpillFile?
@@ -135,6 +136,29 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
         set { state.withLock { $0.spillFile = newValue } }
     }
 
+    /// Applied to the bytes after every load from the source, before any kernel or derived copy sees them: a LoRA
+    /// delta lives here, so a weight evicted and read back comes back with it. Setting it drops derived copies and
+    /// plain bytes (they were made without it); a resident-only weight is adjusted in place at once. While set,
+    /// range reads load the whole weight (the adjustment is per weight, not per byte range).
+    public var adjustment: (@Sendable (UnsafeMutableRawPointer) -> Void)? {
+        get { state.withLock { $0.adjustment } }
+        set {
+            if source == nil {
+                state.withLock { s in
+                    s.adjustment = newValue
+                    s.derived.removeAll()
+                    if let p = s.pointer, let newValue { newValue(p) }
+                }
+                return
+            }
+            _ = evict(keepingDerived: true)
+            state.withLock { s in
+                s.derived.removeAll()  // made without the adjustment (a spilled copy too)
+                s.adjustment = newValue
+            }
+        }
+    }
+
     // MARK: Pins
 
     /// Keeps the bytes and derived copies in memory until `unpin()`; pins nest.
@@ -169,7 +193,10 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
                 fresh = true
             }
             var failed = false
-            do { try source(p) } catch {
+            do {
+                try source(p)
+                state.withLock { $0.adjustment }?(p)
+            } catch {
                 memset(p, 0, byteCount)
                 failed = true
                 context.recordFailure(WeightReadFailure(weight: name, reason: "\(error)"))
@@ -189,7 +216,7 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
                 buffer.baseAddress!.copyMemory(from: p + offset, byteCount: buffer.count)
                 return true
             }
-            guard let rangeSource else { return false }
+            guard let rangeSource, state.withLock({ $0.adjustment == nil }) else { return false }
             do { try rangeSource(offset, buffer) } catch {
                 memset(buffer.baseAddress!, 0, buffer.count)
                 context.recordFailure(WeightReadFailure(weight: name, reason: "\(error)"))

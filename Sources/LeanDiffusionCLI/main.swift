@@ -94,6 +94,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Replace the VAE: a diffusers VAE folder, or a .safetensors file (diffusers or original layout).")
     var vae: String?
 
+    @Option(help: "A LoRA file (kohya or diffusers/PEFT keys) with an optional weight, FILE[:SCALE] (default 1); repeatable.")
+    var lora: [String] = []
+
     @Option(help: "What to draw.")
     var prompt: String
 
@@ -202,6 +205,15 @@ struct Generate: ParsableCommand {
         }
     }
 
+    /// FILE[:SCALE]: the scale is the text after the last colon when it reads as a number.
+    static func parseLoRA(_ text: String) throws -> LoRASpec {
+        if let colon = text.lastIndex(of: ":"), let scale = Float(text[text.index(after: colon)...]) {
+            guard scale.isFinite else { throw ValidationError("--lora \(text): the scale must be a finite number") }
+            return LoRASpec(path: String(text[..<colon]), scale: scale)
+        }
+        return LoRASpec(path: text)
+    }
+
     /// 16 TiB: more than any machine, small enough that the byte count fits in an Int.
     static let maxOffloadBudgetMiB = Double(16 << 20)
 
@@ -262,7 +274,7 @@ struct Generate: ParsableCommand {
                                                variant: variant, offload: offload,
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
                                                config: config, configsDirectory: Embedded.modelsDirectory() + "/configs",
-                                               vae: vae, logger: logger)
+                                               vae: vae, loras: try lora.map(Self.parseLoRA), logger: logger)
         pipeline.planUNet = !noPlan
         pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)

@@ -74,6 +74,8 @@ public final class StableDiffusionPipeline {
     public var weightStreamer: WeightStreamer? { offloadController.streamer }
     /// The folder of its configs (components, configs, tokenizer; for a folder pipeline, its weights too).
     public let folder: DiffusersFolder
+    /// The LoRAs applied to its weights.
+    public let loras: [LoRASpec]
     /// The single-file checkpoint it was loaded from, if any.
     public let singleFile: SingleFileCheckpoint?
     /// The memory system and kernel state this pipeline owns (tracker, planned arenas, primitive cache, buffer
@@ -97,14 +99,17 @@ public final class StableDiffusionPipeline {
     ///
     /// A single file takes its configs, tokenizer and scheduler from `config` (a diffusers folder, as
     /// `from_single_file(config=)`), else from `configsDirectory/<architecture>` (LeanDiffusion's `Models/configs`).
-    /// `vae` replaces the VAE: a diffusers VAE folder, or a `.safetensors` file in either layout.
+    /// `vae` replaces the VAE: a diffusers VAE folder, or a `.safetensors` file in either layout. `loras` are
+    /// applied to the UNet and text encoder weights as they load (see `LoRAPolicy`), in every offload mode.
     public init(directory: String, policy: ComputePolicy = ComputePolicy(), variant: String? = nil,
                 offload: OffloadMode = .none, streamingBudgetBytes: Int? = nil,
                 config: String? = nil, configsDirectory: String? = nil, vae vaePath: String? = nil,
+                loras: [LoRASpec] = [],
                 context: RuntimeContext = RuntimeContext(),
                 logger: Logger = Logger(label: "lean-diffusion")) throws {
         let single = RegularFile.exists(directory) ? try SingleFileCheckpoint(path: directory) : nil
         self.singleFile = single
+        self.loras = loras
         let configRoot: String
         if let single {
             if let config {
@@ -187,6 +192,8 @@ public final class StableDiffusionPipeline {
             let models = (try CLIPTextModel(config: textConfig, weights: try weights("text_encoder", .textEncoder), policy: policy),
                           try UNet2DConditionModel(config: unetConfig, weights: try weights("unet", .unet), policy: policy),
                           try AutoencoderKL(config: vaeConfig, weights: try weights("vae", .vae), policy: policy))
+            _ = try LoRAPolicy.apply(loras, to: [.unet: offloadController.registry(.unet),
+                                             .textEncoder: offloadController.registry(.textEncoder)], dtype: policy.dtype)
             offloadController.prepare()
             try context.checkFailures()
             return models
