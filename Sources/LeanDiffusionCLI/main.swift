@@ -53,6 +53,11 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let inspector = try ModelInspector(path: path)
         print(json ? try inspector.renderJSON(listTensors: tensors) : inspector.render(listTensors: tensors))
+        if !json, path.hasSuffix(".safetensors"), let lora = try? LoRAFile(path: path) { print(lora.summary) }
+        if !json, path.hasSuffix(".safetensors"), let single = try? SingleFileCheckpoint(path: path) {
+            print("single-file checkpoint: \(single.architecture.rawValue) (text encoder \(single.textEncoderLayout.rawValue)"
+                  + (single.hasEMAWeights ? ", EMA weights present, not used" : "") + ")")
+        }
     }
 }
 

@@ -85,6 +85,16 @@ public struct LoRAFile: Sendable {
         self.entries = entries
     }
 
+    /// One line for `inspect`: format, modules per target, ranks and alpha/rank.
+    public var summary: String {
+        let unet = entries.filter { $0.target == .unet }.count, te = entries.count - unet
+        let ranks = Set(entries.map(\.rank)).sorted().map(String.init).joined(separator: "/")
+        let alphas = Set(entries.map(\.alphaScale)).sorted().map { "\($0)" }.joined(separator: "/")
+        let convs = entries.filter { (file.info($0.downKey)?.shape.count ?? 2) == 4 }.count
+        return "LoRA (\(format.rawValue) keys): \(unet) UNet and \(te) text encoder modules (\(convs) convolutions), "
+            + "rank \(ranks), alpha/rank \(alphas)"
+    }
+
     static func rank(_ file: SafeTensorsFile, down: String, up: String, path: String) throws -> Int {
         guard let d = file.info(down)?.shape, let u = file.info(up)?.shape, d.count >= 2, u.count >= 2,
               d[0] > 0, d[0] == u[1], u.dropFirst(2).allSatisfy({ $0 == 1 }) else {
