@@ -6,8 +6,9 @@ import Foundation
 import Testing
 import LeanDiffusion
 
-/// Parity of `CLIPTokenizer` with transformers' slow CLIPTokenizer (no ftfy) on the real CLIP
-/// vocabulary in Models/clip-tokenizer. Fixtures come from tools/make_tokenizer_fixtures.py.
+/// Parity of `CLIPTokenizer` with transformers 5's (tokenizers-backed) CLIPTokenizer on the real CLIP
+/// vocabulary in Models/clip-tokenizer, and on folders differing from it in their config files only.
+/// Fixtures come from tools/make_tokenizer_fixtures.py.
 @Suite struct TokenizerTests {
     static let repoRoot: String = {
         // <root>/Tests/LeanDiffusionTests/TokenizerTests.swift
@@ -20,7 +21,17 @@ import LeanDiffusion
 
     struct Expected: Decodable {
         var ids: [[Int]]
-        var sd2: [String: [Int]]
+        var variants: [Variant]
+    }
+
+    /// A tokenizer folder with Models/clip-tokenizer's vocabulary and other config files; `ids` holds the
+    /// prompts (by index) whose ids differ from the base ones.
+    struct Variant: Decodable {
+        var name: String
+        var tokenizer_config: String
+        var special_tokens_map: String?
+        var pad_token_id: Int
+        var ids: [String: [Int]]
     }
 
     static func loadFixtures() throws -> (prompts: [String], expected: Expected) {
@@ -88,29 +99,94 @@ import LeanDiffusion
         #expect(tok.encodePadded(long, length: 5) == [49406, 2653, 2653, 2653, 49407])
     }
 
-    @Test func sd2PadTokenExclamation() throws {
+    /// SD 2.x's pad "!" (id 0, split off like a special token), special tokens given as strings or dictionaries,
+    /// `normalized` flags (which make "<|ENDOFTEXT|>" the eos token or not), `added_tokens_decoder`.
+    @Test func configVariantsMatchTransformers() throws {
         let (prompts, expected) = try Self.loadFixtures()
-        let configs: [(String, String?)] = [
-            (#"{"model_max_length": 77, "pad_token": "!"}"#, nil),
-            (#"{"pad_token": {"content": "!", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}, "bos_token": {"content": "<|startoftext|>"}}"#, nil),
-            (#"{"pad_token": "<|endoftext|>", "model_max_length": 77}"#, #"{"pad_token": "!"}"#),
-        ]
-        for (config, map) in configs {
-            let dir = try Self.makeTempTokenizer(config: config, specialTokensMap: map)
+        #expect(expected.variants.count >= 8)
+        for variant in expected.variants {
+            let dir = try Self.makeTempTokenizer(config: variant.tokenizer_config, specialTokensMap: variant.special_tokens_map)
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let tok = try CLIPTokenizer(directory: dir)
-            #expect(tok.padTokenId == 0)
+            #expect(tok.padTokenId == variant.pad_token_id, "\(variant.name)")
             #expect(tok.maxLength == 77)
             let padded = tok.encodePadded("a photo of an astronaut riding a horse on mars")
             #expect(padded.count == 77)
             #expect(padded.prefix(12).map(Int.init) == [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407])
-            #expect(padded.dropFirst(12).allSatisfy { $0 == 0 })
-            var mismatches = 0
-            for (i, prompt) in prompts.enumerated() where tok.encode(prompt) != (expected.sd2[String(i)] ?? expected.ids[i]) {
-                mismatches += 1
+            #expect(padded.dropFirst(12).allSatisfy { Int($0) == variant.pad_token_id })
+            var mismatches: [String] = []
+            for (i, prompt) in prompts.enumerated() {
+                let want = variant.ids[String(i)] ?? expected.ids[i]
+                let got = tok.encode(prompt)
+                if got != want { mismatches.append("#\(i) \(prompt.debugDescription.prefix(60)): got \(got) want \(want)") }
             }
-            #expect(mismatches == 0)
+            #expect(mismatches.isEmpty, "\(variant.name): \(mismatches.count) mismatched:\n\(mismatches.prefix(10).joined(separator: "\n"))")
         }
+    }
+
+    /// Examples of what changed with transformers 5 (tokenizers) against the slow tokenizer of transformers 4.
+    @Test func fastTokenizerBehaviour() throws {
+        let tok = try CLIPTokenizer(directory: Self.vocabDir)
+        // CJK is no longer split per ideograph.
+        #expect(tok.encode("東京") == [49406, 48338, 21078, 361, 49407])
+        #expect(tok.encode("夜景") == [49406, 23170, 250, 48132, 363, 49407])
+        // Control and zero-width characters are kept (byte-level), not dropped.
+        #expect(tok.encode("a\u{0}b") == [49406, 320, 444, 321, 49407])
+        #expect(tok.encode("zero\u{200B}width") == [49406, 5848, 9844, 23571, 49407])
+        // Lowercasing per scalar: no final sigma.
+        #expect(tok.encode("ΟΔΟΣ") == [49406, 138, 123, 138, 112, 138, 123, 139, 481, 49407])
+        // SD 1.x's eos is not normalised: an upper-case variant is text, and the literal is cut in three.
+        #expect(tok.encode("<|ENDOFTEXT|>") == [49406, 27, 347, 40786, 4160, 91, 285, 49407])
+        #expect(tok.encode("<|STARTOFTEXT|>") == [49406, 49406, 49407])
+        #expect(tok.maxTokenId == 49407)
+    }
+
+    /// An `added_tokens_decoder` entry vocab.json lacks (a textual-inversion token) gets the next id.
+    @Test func addedTokenBeyondVocabulary() throws {
+        let (_, expected) = try Self.loadFixtures()
+        let variant = try #require(expected.variants.first { $0.name == "added-token-beyond-vocab" })
+        let dir = try Self.makeTempTokenizer(config: variant.tokenizer_config, specialTokensMap: variant.special_tokens_map)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tok = try CLIPTokenizer(directory: dir)
+        #expect(tok.maxTokenId == 49408)
+        #expect(tok.encode("a <CAT-TOY> on a beach") == [49406, 320, 49408, 525, 320, 2117, 49407])
+    }
+
+    /// transformers refuses a special token given as a dictionary without "__type" in tokenizer_config.json
+    /// (TypeError); it is accepted here, as an AddedToken.
+    @Test func plainDictionarySpecialTokens() throws {
+        let config = #"{"pad_token": {"content": "!", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false}, "bos_token": {"content": "<|startoftext|>"}}"#
+        let dir = try Self.makeTempTokenizer(config: config)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tok = try CLIPTokenizer(directory: dir)
+        #expect(tok.padTokenId == 0 && tok.bosTokenId == 49406 && tok.maxLength == 77)
+        #expect(tok.encode("hi!!") == [49406, 1883, 0, 0, 49407])
+    }
+
+    /// merges.txt as tokenizers reads it: two tokens separated by one space, all three in the vocabulary.
+    @Test func malformedMergesErrors() throws {
+        let dir = try Self.makeTempTokenizer(config: #"{"model_max_length": 77}"#)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/merges.txt"
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        for (text, needle) in [("#version: 0.2\ni n\nt h h\n", "line 3"), ("#version: 0.2\ni n\nq\u{263A} x\n", "not in vocab.json"),
+                               ("#version: 0.2\n\ni n\n", "line 2"), ("#version: 0.2\n", "no merges")] {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try CLIPTokenizer(directory: dir)
+                Issue.record("expected an error for \(text.debugDescription)")
+            } catch let error as CLIPTokenizerError {
+                guard case .malformedFile(let p, let reason) = error else {
+                    Issue.record("wrong error \(error)")
+                    continue
+                }
+                #expect(p == path && reason.contains(needle), "\(reason)")
+            }
+        }
+        // CRLF line ends are accepted (Rust's lines()), with the same ids.
+        try Data(original.replacingOccurrences(of: "\n", with: "\r\n").utf8).write(to: URL(fileURLWithPath: path))
+        let tok = try CLIPTokenizer(directory: dir)
+        #expect(tok.encode("a photo of an astronaut") == [49406, 320, 1125, 539, 550, 18376, 49407])
     }
 
     @Test func missingFolderError() throws {

@@ -26,26 +26,38 @@ public enum CLIPTokenizerError: Error, CustomStringConvertible, Equatable, Senda
     }
 }
 
-/// CLIP byte-level BPE tokenizer, giving the same ids as transformers' slow `CLIPTokenizer`
-/// (transformers 4.x `tokenization_clip.py`) when `ftfy` is not installed, i.e. text cleaning by
-/// `BasicTokenizer(strip_accents=False, do_split_on_punc=False)`:
+/// CLIP byte-level BPE tokenizer, giving the ids of transformers 5's `CLIPTokenizer.from_pretrained(folder)`:
+/// the tokenizers-backed (Rust) tokenizer that today's diffusers loads, which is also the original CLIP's
+/// behaviour without ftfy. Per text:
 ///
-/// 1. split on the special-token strings (bos, eos, unk, pad; exact, case-sensitive), which map
-///    straight to their ids;
-/// 2. per remaining piece: drop NUL, U+FFFD and every `C*` scalar except tab/CR/LF, turn
-///    whitespace into spaces, put spaces around CJK ideographs, NFC-normalise, split on
-///    whitespace and lower-case each word (Python `str.lower`, including final sigma);
-/// 3. the CLIP regex `<|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+`
-///    (case-insensitive, as `regex.IGNORECASE`), hand-written over Unicode scalar properties;
-/// 4. byte-level BPE with a `</w>` end-of-word suffix; unknown symbols map to the unk id.
+/// 1. split off the added tokens matched on the raw text (leftmost-longest, case-sensitive): the special tokens
+///    whose `normalized` flag is false (see below);
+/// 2. normalise each remaining piece: NFC, every run of `White_Space` scalars to one space, then lower-case
+///    each scalar by its full mapping (`char::to_lowercase`: "İ" -> "i̇", "Σ" -> "σ" everywhere, no final sigma);
+///    nothing is dropped: control, format, zero-width, private-use characters and U+FFFD stay;
+/// 3. split off the added tokens whose `normalized` flag is true, matched on the normalised text (so
+///    "<|STARTOFTEXT|>" is the bos token when bos is normalised);
+/// 4. the CLIP split `<|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+`
+///    (case-sensitive; whitespace is dropped), then the byte-level pre-tokenizer's GPT-2 split, which only cuts
+///    the two literals into "<|", "startoftext" / "endoftext", "|>"; CJK text is not split per character;
+/// 5. byte-level BPE of each piece with a `</w>` end-of-word suffix, merging the lowest-ranked pair, leftmost
+///    first (tokenizers' `Word::merge_all`).
 ///
-/// Known, documented limits: scalar categories come from the Swift runtime's Unicode tables,
-/// so scalars assigned after the Unicode version of the reference Python (14.0 for 3.11)
-/// are kept here while that Python drops them as unassigned (e.g. U+1FAE8 from Unicode 15).
-/// NFC uses the standard library's `String._nfcCodeUnits` (Foundation's
-/// `precomposedStringWithCanonicalMapping` where FoundationEssentials is unavailable).
-/// The BPE memo is per call (no shared mutable state, so the struct is trivially Sendable);
-/// BPE on integer symbol ids is fast enough without a global cache.
+/// The special tokens bos, eos, unk and pad come from tokenizer_config.json, overridden by
+/// special_tokens_map.json unless the config has `added_tokens_decoder` (transformers then ignores that file);
+/// absent ones are CLIP's defaults. Each is an added token whose `normalized` flag is the one given in its
+/// dictionary, else false (a plain string is false too); when two name the same text the later of bos, eos,
+/// unk, pad wins, as transformers adds them in that order (SD 1.x's folders: `<|endoftext|>` not normalised,
+/// since pad is the plain string; SD 2.x's: normalised, since pad is "!"). Entries of `added_tokens_decoder`
+/// are added tokens too, with their id from vocab.json or, for text vocab.json lacks, the next id after it.
+///
+/// Known, documented limits: letters and numbers are those of Unicode 16.0 (the Oniguruma tables of tokenizers
+/// 0.23): a scalar assigned later is neither (Swift's tables are newer); `lstrip`, `rstrip` and `single_word`
+/// flags of added tokens are ignored (no CLIP folder sets them); a folder holding only tokenizer.json (what
+/// transformers 5's `save_pretrained` writes) is not read: vocab.json and merges.txt are required. NFC is the
+/// standard library's `String._nfcCodeUnits` (Foundation's `precomposedStringWithCanonicalMapping` where
+/// FoundationEssentials is unavailable). The BPE memo is per call (no shared mutable state, so the struct is
+/// trivially Sendable).
 public struct CLIPTokenizer: Sendable {
     /// Sequence length the text encoder expects (77 for every Stable Diffusion CLIP).
     public let maxLength: Int
@@ -55,25 +67,29 @@ public struct CLIPTokenizer: Sendable {
     public let unkTokenId: Int
     /// Number of entries in vocab.json.
     public let vocabularySize: Int
-    /// The largest id `encode` can return (the largest in vocab.json); the text encoder's vocab_size must exceed it.
-    public var maxTokenId: Int { firstExtraSymbol - 1 }
+    /// The largest id `encode` can return (vocab.json's largest, or an added token's beyond it); the text
+    /// encoder's vocab_size must exceed it.
+    public var maxTokenId: Int { largestId }
 
+    private let largestId: Int
     /// Symbol id of each byte as a non-final / final ("</w>") BPE symbol.
     private let byteSymbols: [Int32]
     private let byteEndSymbols: [Int32]
     /// (left << 32 | right) -> (rank << 32 | merged symbol).
     private let merges: [UInt64: UInt64]
-    /// Symbols from here on are strings that merges.txt produces but vocab.json lacks (-> unk).
+    /// Symbols from here on are byte symbols vocab.json lacks (they never merge and encode as unk).
     private let firstExtraSymbol: Int
-    /// Special-token strings split off before cleaning, longest first.
-    private let specialTokens: [(scalars: [Unicode.Scalar], id: Int)]
-    /// Vocab ids of the literal tokens "<|startoftext|>" / "<|endoftext|>" (the slow tokenizer's
-    /// pre-seeded BPE cache entries).
-    private let startOfTextId: Int
-    private let endOfTextId: Int
+    /// Added tokens matched on the raw text / on the normalised text, longest first.
+    private let rawAddedTokens: [AddedTokenPattern]
+    private let normalizedAddedTokens: [AddedTokenPattern]
 
-    /// Loads `vocab.json`, `merges.txt`, `tokenizer_config.json` and, when present,
-    /// `special_tokens_map.json` (whose entries override the config, as in transformers).
+    private struct AddedTokenPattern: Sendable {
+        var scalars: [Unicode.Scalar]
+        var id: Int
+    }
+
+    /// Loads `vocab.json`, `merges.txt`, `tokenizer_config.json` and, when present and the config has no
+    /// `added_tokens_decoder`, `special_tokens_map.json` (whose entries override the config's), as transformers 5.
     public init(directory: String) throws {
         let dir = directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         let vocabPath = dir + "/vocab.json"
@@ -83,16 +99,17 @@ public struct CLIPTokenizer: Sendable {
 
         // Special tokens and length.
         let config = try Self.decode(TokenizerConfigFile.self, path: configPath)
-        var bos = config.bos_token?.content ?? "<|startoftext|>"
-        var eos = config.eos_token?.content ?? "<|endoftext|>"
-        var unk = config.unk_token?.content ?? "<|endoftext|>"
-        var pad = config.pad_token?.content ?? "<|endoftext|>"
-        if Self.fileExists(specialPath) {
+        var named: [NamedToken] = [
+            NamedToken(spec: config.bos_token, defaultContent: "<|startoftext|>", fromMap: false),
+            NamedToken(spec: config.eos_token, defaultContent: "<|endoftext|>", fromMap: false),
+            NamedToken(spec: config.unk_token, defaultContent: "<|endoftext|>", fromMap: false),
+            NamedToken(spec: config.pad_token, defaultContent: "<|endoftext|>", fromMap: false),
+        ]
+        if config.added_tokens_decoder == nil, Self.fileExists(specialPath) {
             let map = try Self.decode(TokenizerConfigFile.self, path: specialPath)
-            bos = map.bos_token?.content ?? bos
-            eos = map.eos_token?.content ?? eos
-            unk = map.unk_token?.content ?? unk
-            pad = map.pad_token?.content ?? pad
+            for (k, spec) in [map.bos_token, map.eos_token, map.unk_token, map.pad_token].enumerated() {
+                if let spec { named[k] = NamedToken(spec: spec, defaultContent: named[k].defaultContent, fromMap: true) }
+            }
         }
         maxLength = try Self.maxLength(config.model_max_length, path: configPath)
 
@@ -109,100 +126,191 @@ public struct CLIPTokenizer: Sendable {
             }
         }
         vocabularySize = vocab.count
-        func id(_ token: String, _ role: String) throws -> Int {
-            guard let id = vocab[token] else {
-                throw CLIPTokenizerError.malformedFile(
-                    path: vocabPath, reason: "\(role) token \"\(token)\" is not in the vocabulary")
-            }
-            return id
-        }
-        unkTokenId = try id(unk, "unk")
-        bosTokenId = try id(bos, "bos")
-        eosTokenId = try id(eos, "eos")
-        padTokenId = try id(pad, "pad")
-        startOfTextId = vocab["<|startoftext|>"] ?? unkTokenId
-        endOfTextId = vocab["<|endoftext|>"] ?? unkTokenId
-        var specials: [(scalars: [Unicode.Scalar], id: Int)] = []
-        for (token, tokenId) in [(bos, bosTokenId), (eos, eosTokenId), (unk, unkTokenId), (pad, padTokenId)]
-        where !token.isEmpty && !specials.contains(where: { String(String.UnicodeScalarView($0.scalars)) == token }) {
-            specials.append((Array(token.unicodeScalars), tokenId))
-        }
-        specialTokens = specials.sorted { $0.scalars.count > $1.scalars.count }
-
-        // Symbols: vocab ids, plus extra ids (mapping to unk) for strings that merges produce
-        // but the vocabulary lacks.
-        var interned = vocab
         let maxVocabId = vocab.values.max() ?? -1
         guard maxVocabId < Int(Int32.max) / 2, vocab.values.allSatisfy({ $0 >= 0 }) else {
             throw CLIPTokenizerError.malformedFile(path: vocabPath, reason: "token ids out of range")
         }
+
+        // Added tokens: ids, and which are matched before / after normalisation.
+        let added = Self.resolveAddedTokens(named: named, decoder: config.added_tokens_decoder)
+        var addedIds: [String: Int] = [:]
+        var raw: [AddedTokenPattern] = []
+        var normalized: [AddedTokenPattern] = []
+        var largest = maxVocabId
+        var nextAddedId = vocab.count
+        for token in added where addedIds[token.content] == nil {
+            let id: Int
+            if let known = vocab[token.content] {
+                id = known
+            } else {
+                id = nextAddedId
+                nextAddedId += 1
+            }
+            addedIds[token.content] = id
+            largest = max(largest, id)
+        }
+        var finalFlag: [String: Bool] = [:]
+        for token in added { finalFlag[token.content] = token.normalized }  // the last one added wins
+        for (content, id) in addedIds {
+            if finalFlag[content] == true {
+                let pattern = Self.normalize(Array(content.unicodeScalars)[...])
+                if !pattern.isEmpty { normalized.append(AddedTokenPattern(scalars: pattern, id: id)) }
+            } else {
+                raw.append(AddedTokenPattern(scalars: Array(content.unicodeScalars), id: id))
+            }
+        }
+        let longestFirst = { (a: AddedTokenPattern, b: AddedTokenPattern) -> Bool in
+            a.scalars.count != b.scalars.count ? a.scalars.count > b.scalars.count : a.id < b.id
+        }
+        rawAddedTokens = raw.sorted(by: longestFirst)
+        normalizedAddedTokens = normalized.sorted(by: longestFirst)
+        largestId = largest
+
+        func namedId(_ k: Int, _ role: String) throws -> Int {
+            let content = named[k].content
+            guard vocab[content] != nil, let id = addedIds[content] else {
+                throw CLIPTokenizerError.malformedFile(
+                    path: vocabPath, reason: "\(role) token \"\(content)\" is not in the vocabulary")
+            }
+            return id
+        }
+        bosTokenId = try namedId(0, "bos")
+        eosTokenId = try namedId(1, "eos")
+        unkTokenId = try namedId(2, "unk")
+        padTokenId = try namedId(3, "pad")
+
+        // Byte symbols: vocab ids, plus extra ids (encoded as unk) for any byte vocab.json lacks.
         var nextSymbol = maxVocabId + 1
         firstExtraSymbol = nextSymbol
-        func symbol(_ s: String) -> Int32 {
-            if let v = interned[s] { return Int32(truncatingIfNeeded: v) }
-            let v = nextSymbol
-            nextSymbol += 1
-            interned[s] = v
-            return Int32(truncatingIfNeeded: v)
+        func byteSymbol(_ s: String) -> Int32 {
+            if let v = vocab[s] { return Int32(truncatingIfNeeded: v) }
+            defer { nextSymbol += 1 }
+            return Int32(truncatingIfNeeded: nextSymbol)
         }
         let byteChars = Self.bytesToUnicode()
         var bs = [Int32](repeating: 0, count: 256)
         var be = [Int32](repeating: 0, count: 256)
         for b in 0..<256 {
             let c = String(Character(byteChars[b]))
-            bs[b] = symbol(c)
-            be[b] = symbol(c + "</w>")
+            bs[b] = byteSymbol(c)
+            be[b] = byteSymbol(c + "</w>")
         }
+        byteSymbols = bs
+        byteEndSymbols = be
+        merges = try Self.readMerges(mergesPath, vocab: vocab)
+    }
 
-        // Merges: like the slow tokenizer, the whole file is stripped, line 0 (the
-        // "#version" header) is skipped and at most 49152 - 256 - 2 merges are used.
-        let mergesData = try Self.read(mergesPath)
+    /// merges.txt as tokenizers' `BPE::read_file` reads it: lines (LF or CRLF), those starting with "#version"
+    /// skipped, every other one two tokens separated by one space; rank = order. Both tokens and their
+    /// concatenation must be in the vocabulary (tokenizers refuses the file otherwise).
+    private static func readMerges(_ path: String, vocab: [String: Int]) throws -> [UInt64: UInt64] {
+        let data = try read(path)
         var table: [UInt64: UInt64] = [:]
         table.reserveCapacity(49_000)
         var rank: UInt64 = 0
-        let limit = 49152 - 256 - 2
-        try mergesData.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let bytes = raw.bindMemory(to: UInt8.self)
             var lineNumber = 0
             var lineStart = 0
-            while lineStart < bytes.count && rank < limit {
+            while lineStart < bytes.count {
                 var lineEnd = lineStart
                 while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
-                defer {
-                    lineNumber += 1
-                    lineStart = lineEnd + 1
+                lineNumber += 1
+                let next = lineEnd + 1
+                defer { lineStart = next }
+                if lineEnd > lineStart && bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                let lineBytes = UnsafeBufferPointer(rebasing: bytes[lineStart..<lineEnd])
+                guard let line = String(validating: lineBytes, as: UTF8.self) else {
+                    throw CLIPTokenizerError.malformedFile(path: path, reason: "line \(lineNumber) is not UTF-8")
                 }
-                if lineNumber == 0 { continue }  // "#version: 0.2"
-                // Fields separated by spaces/tabs (Python str.split()); CR ignored.
-                var fields: [Range<Int>] = []
-                var k = lineStart
-                while k < lineEnd {
-                    while k < lineEnd && (bytes[k] == 0x20 || bytes[k] == 0x09 || bytes[k] == 0x0D) { k += 1 }
-                    let start = k
-                    while k < lineEnd && !(bytes[k] == 0x20 || bytes[k] == 0x09 || bytes[k] == 0x0D) { k += 1 }
-                    if k > start { fields.append(start..<k) }
-                }
-                if fields.isEmpty { continue }  // blank line
-                guard fields.count == 2 else {
-                    let line = String(decoding: UnsafeBufferPointer(rebasing: bytes[lineStart..<lineEnd]), as: UTF8.self)
+                if line.hasPrefix("#version") { continue }
+                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
                     throw CLIPTokenizerError.malformedFile(
-                        path: mergesPath, reason: "line \(lineNumber + 1) is not a pair: \"\(line)\"")
+                        path: path, reason: "line \(lineNumber) is not two tokens separated by a space: \"\(line.prefix(80))\"")
                 }
-                let a = String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[0]]), as: UTF8.self)
-                let b = String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[1]]), as: UTF8.self)
-                let left = UInt64(UInt32(bitPattern: symbol(a)))
-                let right = UInt64(UInt32(bitPattern: symbol(b)))
-                let merged = UInt64(UInt32(bitPattern: symbol(a + b)))
+                let a = String(parts[0]), b = String(parts[1])
+                for token in [a, b, a + b] where vocab[token] == nil {
+                    throw CLIPTokenizerError.malformedFile(
+                        path: path, reason: "line \(lineNumber): \"\(token)\" is not in vocab.json")
+                }
+                let left = UInt64(UInt32(truncatingIfNeeded: vocab[a]!))
+                let right = UInt64(UInt32(truncatingIfNeeded: vocab[b]!))
+                let merged = UInt64(UInt32(truncatingIfNeeded: vocab[a + b]!))
                 table[left << 32 | right] = rank << 32 | merged
                 rank += 1
             }
         }
         if rank == 0 {
-            throw CLIPTokenizerError.malformedFile(path: mergesPath, reason: "no merges after the header line")
+            throw CLIPTokenizerError.malformedFile(path: path, reason: "no merges")
         }
-        byteSymbols = bs
-        byteEndSymbols = be
-        merges = table
+        return table
+    }
+
+    // MARK: - Special tokens
+
+    /// One of bos, eos, unk, pad as configured: a plain string or an AddedToken dictionary (`fromMap`: read from
+    /// special_tokens_map.json, whose dictionaries transformers makes special tokens).
+    private struct NamedToken {
+        var spec: TokenSpec?
+        var defaultContent: String
+        var fromMap: Bool
+        var content: String { spec?.content ?? defaultContent }
+    }
+
+    /// An added token as transformers' `AddedToken` compares them (content, flags, `normalized` resolved as
+    /// `not special` when not given), or a plain string.
+    private struct Candidate: Equatable {
+        var content: String
+        var isString: Bool
+        var special: Bool
+        var normalized: Bool?
+        var lstrip = false, rstrip = false, singleWord = false
+
+        static func == (a: Candidate, b: Candidate) -> Bool {
+            a.content == b.content && a.isString == b.isString
+                && (a.isString || (a.special == b.special && (a.normalized ?? !a.special) == (b.normalized ?? !b.special)
+                    && a.lstrip == b.lstrip && a.rstrip == b.rstrip && a.singleWord == b.singleWord))
+        }
+    }
+
+    /// The added tokens in the order transformers 5 adds them (`TokenizersBackend.__init__`), each with its final
+    /// `normalized` flag: the `added_tokens_decoder` entries by id, then bos, eos, unk, pad where not already
+    /// there (text in the decoder, or an equal string / AddedToken earlier in the list); a named token becomes
+    /// special, so an unset `normalized` means false.
+    private static func resolveAddedTokens(named: [NamedToken], decoder: [String: TokenSpec]?) -> [(content: String, normalized: Bool)] {
+        func candidate(_ spec: TokenSpec?, content: String, forceSpecial: Bool) -> Candidate {
+            guard let spec, !spec.isString else {
+                return Candidate(content: content, isString: true, special: true, normalized: false)
+            }
+            return Candidate(content: spec.content, isString: false, special: forceSpecial || (spec.special ?? false),
+                             normalized: spec.normalized, lstrip: spec.lstrip ?? false, rstrip: spec.rstrip ?? false,
+                             singleWord: spec.single_word ?? false)
+        }
+        var list: [Candidate] = []
+        var decoderContents: Set<String> = []
+        var decoderByContent: [String: Candidate] = [:]
+        if let decoder {
+            let entries = decoder.compactMap { key, spec in Int(key).map { ($0, spec) } }.sorted { $0.0 < $1.0 }
+            for (_, spec) in entries {
+                let c = candidate(spec, content: spec.content, forceSpecial: false)
+                list.append(c)
+                decoderContents.insert(c.content)
+                decoderByContent[c.content] = c
+            }
+        }
+        for token in named {
+            var c = candidate(token.spec, content: token.content, forceSpecial: token.fromMap)
+            if let mapped = decoderByContent[c.content] { c = mapped }
+            if decoderContents.contains(c.content) || list.contains(c) { continue }
+            list.append(c)
+        }
+        let namedContents = Set(named.map(\.content))
+        return list.compactMap { c in
+            guard !c.content.isEmpty else { return nil }
+            let special = c.special || namedContents.contains(c.content)
+            return (c.content, c.isString ? false : (c.normalized ?? !special))
+        }
     }
 
     // MARK: - Encoding
@@ -246,125 +354,124 @@ public struct CLIPTokenizer: Sendable {
         let scalars = Array(text.unicodeScalars)
         var out: [Int] = []
         out.reserveCapacity(scalars.count / 3 + 4)
-        var pieceStart = 0
-        var i = 0
-        while i < scalars.count {
-            if let (length, id) = matchSpecial(scalars, at: i) {
-                if pieceStart < i { tokenizePiece(scalars[pieceStart..<i], into: &out, cache: &cache) }
-                out.append(id)
-                i += length
-                pieceStart = i
-            } else {
-                i += 1
+        Self.split(scalars[...], on: rawAddedTokens, into: &out) { piece, out in
+            let normalized = Self.normalize(piece)
+            Self.split(normalized[...], on: normalizedAddedTokens, into: &out) { part, out in
+                preTokenize(part, into: &out, cache: &cache)
             }
-        }
-        if pieceStart < scalars.count {
-            tokenizePiece(scalars[pieceStart...], into: &out, cache: &cache)
         }
         return out
     }
 
-    private func matchSpecial(_ s: [Unicode.Scalar], at i: Int) -> (Int, Int)? {
-        for special in specialTokens {
-            let t = special.scalars
-            if i + t.count <= s.count, s[i] == t[0] {
-                var k = 1
-                while k < t.count && s[i + k] == t[k] { k += 1 }
-                if k == t.count { return (t.count, special.id) }
-            }
+    /// Leftmost-longest matches of `tokens` (sorted longest first) become their ids; the text between goes to `rest`.
+    private static func split(_ s: ArraySlice<Unicode.Scalar>, on tokens: [AddedTokenPattern], into out: inout [Int],
+                              rest: (ArraySlice<Unicode.Scalar>, inout [Int]) -> Void) {
+        if tokens.isEmpty {
+            if !s.isEmpty { rest(s, &out) }
+            return
         }
-        return nil
-    }
-
-    /// BasicTokenizer cleaning + CLIP regex + BPE for one piece without special tokens.
-    private func tokenizePiece(_ piece: ArraySlice<Unicode.Scalar>, into out: inout [Int], cache: inout [[UInt8]: [Int]]) {
-        var cleaned: [Unicode.Scalar] = []
-        cleaned.reserveCapacity(piece.count)
-        var ascii = true
-        for s in piece {
-            let v = s.value
-            if v < 0x80 {
-                if v == 0x20 || v == 0x09 || v == 0x0A || v == 0x0D {
-                    cleaned.append(" ")
-                } else if v >= 0x21 && v != 0x7F {
-                    cleaned.append(s)
-                }  // else: NUL or another control character: dropped
-                continue
-            }
-            ascii = false
-            if v == 0xFFFD { continue }
-            switch s.properties.generalCategory {
-            case .control, .format, .privateUse, .surrogate, .unassigned:
-                continue
-            case .spaceSeparator:
-                cleaned.append(" ")
-            default:
-                if Self.isCJK(v) {
-                    cleaned.append(" ")
-                    cleaned.append(s)
-                    cleaned.append(" ")
-                } else {
-                    cleaned.append(s)
+        var pieceStart = s.startIndex
+        var i = s.startIndex
+        outer: while i < s.endIndex {
+            for token in tokens {
+                let t = token.scalars
+                if s[i] == t[0], i + t.count <= s.endIndex {
+                    var k = 1
+                    while k < t.count && s[i + k] == t[k] { k += 1 }
+                    if k == t.count {
+                        if pieceStart < i { rest(s[pieceStart..<i], &out) }
+                        out.append(token.id)
+                        i += t.count
+                        pieceStart = i
+                        continue outer
+                    }
                 }
             }
+            i += 1
         }
-        if !ascii {
-            cleaned = Array(Self.nfc(String(String.UnicodeScalarView(cleaned))).unicodeScalars)
-        }
-
-        // Whitespace split (Python str.split()), then lower-case each word.
-        var word: [Unicode.Scalar] = []
-        var lowered: [Unicode.Scalar] = []
-        func flush() {
-            guard !word.isEmpty else { return }
-            lowered.removeAll(keepingCapacity: true)
-            Self.pythonLower(word, into: &lowered)
-            scanWord(lowered, into: &out, cache: &cache)
-            word.removeAll(keepingCapacity: true)
-        }
-        for s in cleaned {
-            let v = s.value
-            if v == 0x20 || (v >= 0x80 && s.properties.isWhitespace) {
-                flush()
-            } else {
-                word.append(s)
-            }
-        }
-        flush()
+        if pieceStart < s.endIndex { rest(s[pieceStart...], &out) }
     }
 
-    /// The CLIP pre-tokenisation regex over one whitespace-free, lower-cased word.
-    private func scanWord(_ w: [Unicode.Scalar], into out: inout [Int], cache: inout [[UInt8]: [Int]]) {
-        let n = w.count
-        var i = 0
+    /// tokenizers' normalizer of CLIPTokenizer: NFC, `\s+` -> " ", Lowercase (per scalar, full mapping).
+    private static func normalize(_ piece: ArraySlice<Unicode.Scalar>) -> [Unicode.Scalar] {
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(piece.count)
+        var inSpace = false
+        if piece.allSatisfy({ $0.value < 0x80 }) {
+            for s in piece {
+                let v = s.value
+                if v == 0x20 || (v >= 0x09 && v <= 0x0D) {
+                    if !inSpace { out.append(" ") }
+                    inSpace = true
+                    continue
+                }
+                inSpace = false
+                out.append(v >= 0x41 && v <= 0x5A ? Unicode.Scalar(v + 0x20)! : s)
+            }
+            return out
+        }
+        let composed = nfc(String(String.UnicodeScalarView(piece)))
+        for s in composed.unicodeScalars {
+            let v = s.value
+            if isWhitespace(s) {
+                if !inSpace { out.append(" ") }
+                inSpace = true
+                continue
+            }
+            inSpace = false
+            if v < 0x80 {
+                out.append(v >= 0x41 && v <= 0x5A ? Unicode.Scalar(v + 0x20)! : s)
+            } else if s.properties.changesWhenLowercased {
+                out.append(contentsOf: s.properties.lowercaseMapping.unicodeScalars)
+            } else {
+                out.append(s)
+            }
+        }
+        return out
+    }
+
+    /// `\s` of Oniguruma (tokenizers' regex engine) = Unicode White_Space.
+    @inline(__always)
+    private static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
+        let v = s.value
+        if v < 0x80 { return v == 0x20 || (v >= 0x09 && v <= 0x0D) }
+        return s.properties.isWhitespace
+    }
+
+    private static let startOfText: [Unicode.Scalar] = Array("<|startoftext|>".unicodeScalars)
+    private static let endOfText: [Unicode.Scalar] = Array("<|endoftext|>".unicodeScalars)
+
+    /// The CLIP split regex (then the byte-level GPT-2 split) over normalised text, each piece through BPE.
+    private func preTokenize(_ w: ArraySlice<Unicode.Scalar>, into out: inout [Int], cache: inout [[UInt8]: [Int]]) {
+        var i = w.startIndex
+        let n = w.endIndex
+        func starts(with literal: [Unicode.Scalar], at i: Int) -> Bool {
+            guard i + literal.count <= n else { return false }
+            for k in 0..<literal.count where w[i + k] != literal[k] { return false }
+            return true
+        }
         while i < n {
-            let v = w[i].value
-            if v == 0x345 {
-                // COMBINING GREEK YPOGEGRAMMENI case-folds to a letter, so under IGNORECASE it is
-                // matched by neither [\p{L}] nor [^\s\p{L}\p{N}]: the regex skips it.
+            let s = w[i]
+            if Self.isWhitespace(s) {
                 i += 1
                 continue
             }
-            if v == 0x3C {  // "<"
-                if Self.matchesLiteral(w, i, Self.startOfTextScalars) {
-                    emitLiteralSpecial(w[i..<(i + Self.startOfTextScalars.count)], special: startOfTextId, into: &out, cache: &cache)
-                    i += Self.startOfTextScalars.count
-                    continue
-                }
-                if Self.matchesLiteral(w, i, Self.endOfTextScalars) {
-                    emitLiteralSpecial(w[i..<(i + Self.endOfTextScalars.count)], special: endOfTextId, into: &out, cache: &cache)
-                    i += Self.endOfTextScalars.count
-                    continue
-                }
-            } else if v == 0x27, i + 1 < n {  // "'" contractions
+            if s == "<", let literal = [Self.startOfText, Self.endOfText].first(where: { starts(with: $0, at: i) }) {
+                // ByteLevel's GPT-2 regex cuts the literal into "<|", the word, "|>".
+                let end = i + literal.count
+                emit(w[i..<(i + 2)], into: &out, cache: &cache)
+                emit(w[(i + 2)..<(end - 2)], into: &out, cache: &cache)
+                emit(w[(end - 2)..<end], into: &out, cache: &cache)
+                i = end
+                continue
+            }
+            if w[i] == "'", i + 1 < n {
                 var length = 0
-                let c1 = Self.fold(w[i + 1].value)
-                switch c1 {
+                switch w[i + 1].value {
                 case 0x73, 0x74, 0x6D, 0x64: length = 2  // 's 't 'm 'd
-                case 0x72, 0x76:  // 're 've
-                    if i + 2 < n, Self.fold(w[i + 2].value) == 0x65 { length = 3 }
-                case 0x6C:  // 'll
-                    if i + 2 < n, Self.fold(w[i + 2].value) == 0x6C { length = 3 }
+                case 0x72: if i + 2 < n, w[i + 2].value == 0x65 { length = 3 }  // 're
+                case 0x76: if i + 2 < n, w[i + 2].value == 0x65 { length = 3 }  // 've
+                case 0x6C: if i + 2 < n, w[i + 2].value == 0x6C { length = 3 }  // 'll
                 default: break
                 }
                 if length > 0 {
@@ -382,62 +489,42 @@ public struct CLIPTokenizer: Sendable {
                 break
             case .other:
                 while j < n && Self.kind(w[j]) == .other { j += 1 }
+            case .space:
+                break
             }
             emit(w[i..<j], into: &out, cache: &cache)
             i = j
         }
     }
 
-    private enum ScalarKind { case letter, number, other }
+    private enum ScalarKind { case letter, number, other, space }
 
+    /// \p{L} / \p{N} / \s of Oniguruma's Unicode 16.0 tables; anything else (including scalars assigned after
+    /// Unicode 16.0, unassigned for tokenizers 0.23) is "other".
     @inline(__always)
     private static func kind(_ s: Unicode.Scalar) -> ScalarKind {
         let v = s.value
         if v < 0x80 {
             if (v >= 0x61 && v <= 0x7A) || (v >= 0x41 && v <= 0x5A) { return .letter }
             if v >= 0x30 && v <= 0x39 { return .number }
+            if v == 0x20 || (v >= 0x09 && v <= 0x0D) { return .space }
             return .other
         }
-        if v == 0x345 { return .number }  // never joins a letter or "other" run (see scanWord)
-        switch s.properties.generalCategory {
+        let p = s.properties
+        let kind: ScalarKind
+        switch p.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
-            return .letter
+            kind = .letter
         case .decimalNumber, .letterNumber, .otherNumber:
-            return .number
+            kind = .number
         default:
-            return .other
+            return p.isWhitespace ? .space : .other
         }
+        guard let age = p.age, age.major < 16 || (age.major == 16 && age.minor == 0) else { return .other }
+        return kind
     }
 
-    /// Case-insensitive match of an ASCII literal (regex IGNORECASE: "ſ" matches "s").
-    private static func matchesLiteral(_ w: [Unicode.Scalar], _ i: Int, _ literal: [UInt32]) -> Bool {
-        guard i + literal.count <= w.count else { return false }
-        for k in 0..<literal.count where fold(w[i + k].value) != literal[k] { return false }
-        return true
-    }
-
-    @inline(__always)
-    private static func fold(_ v: UInt32) -> UInt32 {
-        if v >= 0x41 && v <= 0x5A { return v + 0x20 }
-        if v == 0x17F { return 0x73 }  // LATIN SMALL LETTER LONG S
-        if v == 0x212A { return 0x6B }  // KELVIN SIGN
-        return v
-    }
-
-    private static let startOfTextScalars: [UInt32] = "<|startoftext|>".unicodeScalars.map(\.value)
-    private static let endOfTextScalars: [UInt32] = "<|endoftext|>".unicodeScalars.map(\.value)
-
-    /// The slow tokenizer's BPE cache is pre-seeded with the exact strings "<|startoftext|>" and
-    /// "<|endoftext|>"; a case-insensitive variant (e.g. with "ſ") goes through BPE.
-    private func emitLiteralSpecial(_ match: ArraySlice<Unicode.Scalar>, special: Int, into out: inout [Int], cache: inout [[UInt8]: [Int]]) {
-        if match.allSatisfy({ $0.value < 0x80 }) {
-            out.append(special)
-        } else {
-            emit(match, into: &out, cache: &cache)
-        }
-    }
-
-    /// UTF-8 bytes of one regex match -> BPE -> vocab ids.
+    /// UTF-8 bytes of one piece -> BPE -> vocab ids.
     private func emit(_ match: ArraySlice<Unicode.Scalar>, into out: inout [Int], cache: inout [[UInt8]: [Int]]) {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(match.count * 2)
@@ -460,34 +547,22 @@ public struct CLIPTokenizer: Sendable {
         if bytes.count > 3 { cache[bytes] = Array(out[start...]) }
     }
 
-    /// Repeatedly merges every occurrence of the lowest-ranked adjacent pair.
+    /// tokenizers' `Word::merge_all` without dropout: repeatedly merges the lowest-ranked adjacent pair, the
+    /// leftmost one where it occurs more than once.
     private func bpe(_ word: inout [Int32]) {
-        var scratch = [Int32]()
-        scratch.reserveCapacity(word.count)
         while word.count > 1 {
             var best = UInt64.max
+            var bestPosition = -1
             for k in 0..<(word.count - 1) {
                 let key = UInt64(UInt32(bitPattern: word[k])) << 32 | UInt64(UInt32(bitPattern: word[k + 1]))
-                if let value = merges[key], value < best { best = value }
-            }
-            if best == UInt64.max { return }
-            let rank = best >> 32
-            let merged = Int32(bitPattern: UInt32(truncatingIfNeeded: best))
-            scratch.removeAll(keepingCapacity: true)
-            var k = 0
-            while k < word.count {
-                if k + 1 < word.count {
-                    let key = UInt64(UInt32(bitPattern: word[k])) << 32 | UInt64(UInt32(bitPattern: word[k + 1]))
-                    if let value = merges[key], value >> 32 == rank {
-                        scratch.append(merged)
-                        k += 2
-                        continue
-                    }
+                if let value = merges[key], value < best {
+                    best = value
+                    bestPosition = k
                 }
-                scratch.append(word[k])
-                k += 1
             }
-            swap(&word, &scratch)
+            if bestPosition < 0 { return }
+            word[bestPosition] = Int32(bitPattern: UInt32(truncatingIfNeeded: best))
+            word.remove(at: bestPosition + 1)
         }
     }
 
@@ -502,40 +577,6 @@ public struct CLIPTokenizer: Sendable {
         #else
         return s.precomposedStringWithCanonicalMapping
         #endif
-    }
-
-    /// BasicTokenizer._is_chinese_char.
-    @inline(__always)
-    private static func isCJK(_ v: UInt32) -> Bool {
-        (v >= 0x4E00 && v <= 0x9FFF) || (v >= 0x3400 && v <= 0x4DBF) || (v >= 0x20000 && v <= 0x2A6DF)
-            || (v >= 0x2A700 && v <= 0x2B73F) || (v >= 0x2B740 && v <= 0x2B81F) || (v >= 0x2B820 && v <= 0x2CEAF)
-            || (v >= 0xF900 && v <= 0xFAFF) || (v >= 0x2F800 && v <= 0x2FA1F)
-    }
-
-    /// Python's `str.lower()`: full lowercase mapping per scalar, with the Final_Sigma rule.
-    private static func pythonLower(_ word: [Unicode.Scalar], into out: inout [Unicode.Scalar]) {
-        for (i, s) in word.enumerated() {
-            let v = s.value
-            if v < 0x80 {
-                out.append(v >= 0x41 && v <= 0x5A ? Unicode.Scalar(v + 0x20)! : s)
-            } else if v == 0x3A3 {
-                out.append(Unicode.Scalar(isFinalSigma(word, i) ? 0x3C2 : 0x3C3)!)
-            } else if s.properties.changesWhenLowercased {
-                out.append(contentsOf: s.properties.lowercaseMapping.unicodeScalars)
-            } else {
-                out.append(s)
-            }
-        }
-    }
-
-    /// \p{cased}\p{case-ignorable}* U+03A3 !(\p{case-ignorable}* \p{cased})
-    private static func isFinalSigma(_ w: [Unicode.Scalar], _ i: Int) -> Bool {
-        var j = i - 1
-        while j >= 0 && w[j].properties.isCaseIgnorable { j -= 1 }
-        guard j >= 0 && w[j].properties.isCased else { return false }
-        j = i + 1
-        while j < w.count && w[j].properties.isCaseIgnorable { j += 1 }
-        return j == w.count || !w[j].properties.isCased
     }
 
     /// GPT-2 / CLIP byte -> printable unicode scalar table.
@@ -562,17 +603,32 @@ public struct CLIPTokenizer: Sendable {
         var unk_token: TokenSpec?
         var pad_token: TokenSpec?
         var model_max_length: Double?
+        var added_tokens_decoder: [String: TokenSpec]?
     }
 
-    /// A token given as a plain string or as an AddedToken dictionary {"content": ...}.
+    /// A token given as a plain string or as an AddedToken dictionary {"content": ..., "normalized": ..., ...}.
     private struct TokenSpec: Decodable {
         var content: String
-        private enum Keys: String, CodingKey { case content }
+        var isString: Bool
+        var normalized: Bool?
+        var special: Bool?
+        var lstrip: Bool?
+        var rstrip: Bool?
+        var single_word: Bool?
+        private enum Keys: String, CodingKey { case content, normalized, special, lstrip, rstrip, single_word }
         init(from decoder: Decoder) throws {
             if let single = try? decoder.singleValueContainer(), let s = try? single.decode(String.self) {
                 content = s
+                isString = true
             } else {
-                content = try decoder.container(keyedBy: Keys.self).decode(String.self, forKey: .content)
+                let c = try decoder.container(keyedBy: Keys.self)
+                content = try c.decode(String.self, forKey: .content)
+                isString = false
+                normalized = try c.decodeIfPresent(Bool.self, forKey: .normalized)
+                special = try c.decodeIfPresent(Bool.self, forKey: .special)
+                lstrip = try c.decodeIfPresent(Bool.self, forKey: .lstrip)
+                rstrip = try c.decodeIfPresent(Bool.self, forKey: .rstrip)
+                single_word = try c.decodeIfPresent(Bool.self, forKey: .single_word)
             }
         }
     }
