@@ -112,7 +112,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Image height in pixels, a multiple of 8 (default: the model's).")
     var height: Int?
 
-    @Option(help: "pndm | ddim | euler | euler-a | dpm++2m | unipc (default: the model's).")
+    @Option(help: "pndm | ddim | euler | euler-a | dpm++2m | unipc | lcm (default: the model's).")
     var scheduler: SchedulerKind?
 
     @Option(help: "Images to generate for the prompt.")
@@ -142,7 +142,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "Decode the VAE in overlapping blended tiles above the tile size (diffusers' VAE tiling).")
     var vaeTiling = false
 
-    @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default 512).")
+    @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default: the VAE config's sample_size, as diffusers).")
     var vaeTileSize: Int?
 
     @Option(help: "Where weights live: none (all resident) | model (one component at a time) | sequential (streamed).")
@@ -257,7 +257,7 @@ struct Generate: ParsableCommand {
                                                streamingBudgetBytes: offloadBudget.map { Int($0 * 1_048_576) },
                                                logger: logger)
         pipeline.planUNet = !noPlan
-        pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
+        pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
         request.steps = steps ?? pipeline.samplingDefaults.steps ?? 30
         request.guidanceScale = guidance ?? pipeline.samplingDefaults.guidanceScale ?? request.guidanceScale
