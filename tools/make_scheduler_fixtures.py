@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import diffusers
 from diffusers import (DDIMScheduler, PNDMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
-                       DPMSolverMultistepScheduler, UniPCMultistepScheduler)
+                       DPMSolverMultistepScheduler, UniPCMultistepScheduler, LCMScheduler)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "LeanDiffusionTests", "Fixtures", "schedulers")
@@ -23,7 +23,7 @@ SD2V = {"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012
         "trained_betas": None, "clip_sample": False, "prediction_type": "v_prediction"}
 CLASSES = {"pndm": PNDMScheduler, "ddim": DDIMScheduler, "euler": EulerDiscreteScheduler,
            "euler-a": EulerAncestralDiscreteScheduler, "dpm++2m": DPMSolverMultistepScheduler,
-           "unipc": UniPCMultistepScheduler}
+           "unipc": UniPCMultistepScheduler, "lcm": LCMScheduler}
 SHAPE = (1, 4, 8, 8)
 STEPS = 10
 NOISE_SEED = 1234  # generator passed to step() (Euler ancestral draws from it)
@@ -59,7 +59,7 @@ def run_case(name, kind, folder_config, steps=STEPS, extra=None):
         c = float(np.float32(0.05 * math.cos(float(t) / 100.0)))
         mo = 0.1 * inp + c * fixed_noise
         # PNDM/UniPC step() take no generator; Euler ancestral draws randn_tensor(shape, generator=gen) each step
-        kw = {"generator": gen} if kind in ("euler-a", "euler", "ddim", "dpm++2m") else {}
+        kw = {"generator": gen} if kind in ("euler-a", "euler", "ddim", "dpm++2m", "lcm") else {}
         x = sched.step(mo, t, x, **kw).prev_sample
         coeffs.append(c)
         blob.extend(x.numpy().astype("<f4").tobytes())
@@ -88,6 +88,20 @@ run_case("ddim-eps-linear", "ddim", {**SD15, "beta_schedule": "linear", "beta_st
 run_case("ddim-eps-cos", "ddim", {**SD15, "beta_schedule": "squaredcos_cap_v2"})
 run_case("euler-a-eps-fromconfig-7", "euler-a", SD15, steps=7)
 run_case("unipc-v-trailing-3", "unipc", SD2V, steps=3, extra={"timestep_spacing": "trailing"})
+# LCM: few steps (its use), one step (no noise), as many as original_inference_steps, its own settings
+for steps in (1, 2, 4, 8, 50):
+    run_case(f"lcm-eps-{steps}", "lcm", SD15, steps=steps)
+run_case("lcm-v-4", "lcm", SD2V, steps=4)
+run_case("lcm-sample-4", "lcm", {**SD15, "prediction_type": "sample"}, steps=4)
+# LCM-only keys as an LCM folder's scheduler_config.json carries them (another class would drop them)
+LCM15 = {**SD15, "_class_name": "LCMScheduler"}
+run_case("lcm-eps-original25-6", "lcm", LCM15, steps=6, extra={"original_inference_steps": 25})
+run_case("lcm-eps-original7-7", "lcm", LCM15, steps=7, extra={"original_inference_steps": 7})
+run_case("lcm-eps-scaling2.5-4", "lcm", LCM15, steps=4, extra={"timestep_scaling": 2.5})
+run_case("lcm-eps-clip-4", "lcm", SD15, steps=4, extra={"clip_sample": True, "clip_sample_range": 0.5})
+run_case("lcm-eps-linear-3", "lcm", {**SD15, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}, steps=3)
+# LCM's own class defaults (a folder config with only the class name)
+run_case("lcm-defaults-4", "lcm", {"_class_name": "LCMScheduler"}, steps=4)
 
 # beta / alpha tables for the sanity constants (SD1.5)
 tables = {}

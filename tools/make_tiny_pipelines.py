@@ -14,6 +14,7 @@ Re-runnable and deterministic (fixed torch seeds everywhere).  Writes:
   Models/tiny-sd/                       copy of sd1-tiny (fp32 weights only, no reference/)
 
 Usage:  python3 tools/make_tiny_pipelines.py [--only sd1-tiny|sd2-tiny-v]
+        python3 tools/make_tiny_pipelines.py --cases-only   # only the few-step cases, on the committed sd1-tiny
 
 Requires torch, diffusers (0.42), transformers (5.x), safetensors.  CPU only.
 """
@@ -36,6 +37,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
     UNet2DConditionModel,
@@ -302,7 +304,8 @@ def component_references(pipe, kind):
 
 
 def run_case(pipe, sched_cls, case, refdir, capture):
-    pipe.scheduler = sched_cls.from_config(pipe.scheduler_base_config)
+    # diffusers' Cls.from_config(config, **overrides), e.g. timestep_spacing="trailing" for SD-Turbo style sampling
+    pipe.scheduler = sched_cls.from_config(pipe.scheduler_base_config, **case.get("scheduler_overrides", {}))
     kw = dict(
         prompt=case["prompt"],
         negative_prompt=case["negative_prompt"],
@@ -364,6 +367,46 @@ def e2e_cases():
                       png_files=[f"pndm-batch-{i}.png" for i in range(4)],
                       image_order="prompt-major: [p0 img0, p0 img1, p1 img0, p1 img1]; initial latents are one randn((4,4,8,8)) draw"))
     return cases
+
+
+def few_step_cases():
+    """sd1-tiny only: LCM as it is used (4 steps, guidance off, and with CFG since StableDiffusionPipeline just
+    does CFG) and an SD-Turbo style configuration (Euler ancestral, trailing spacing, guidance off, 1 and 4 steps)."""
+    def case(name, scheduler, steps, guidance, negative, overrides=None):
+        c = dict(name=name, scheduler=scheduler, prompt=PROMPT, negative_prompt=negative, steps=steps,
+                 guidance_scale=guidance, seed=SEED, width=WIDTH, height=HEIGHT, num_images_per_prompt=1,
+                 num_images=1, image_file=f"{name}.safetensors", png_files=[f"{name}.png"])
+        if overrides:
+            c["scheduler_overrides"] = overrides
+        return c
+    return [
+        case("lcm-4", "lcm", 4, 1.0, None),
+        case("lcm-4-cfg", "lcm", 4, 2.0, NEGATIVE),
+        case("turbo-euler-a-1", "euler-a", 1, 0.0, None, {"timestep_spacing": "trailing"}),
+        case("turbo-euler-a-4", "euler-a", 4, 0.0, None, {"timestep_spacing": "trailing"}),
+    ]
+
+
+BYNAME = {**dict(SCHEDULERS), "lcm": LCMScheduler}
+
+
+def add_cases(name):
+    """--cases-only: run the few-step cases on the committed pipeline (weights untouched) and merge them into its
+    reference/cases.json, replacing cases of the same name."""
+    out = os.path.join(FIXTURES, name)
+    refdir = os.path.join(out, "reference")
+    pipe = StableDiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler_base_config = pipe.scheduler.config
+    with open(os.path.join(refdir, "cases.json")) as fh:
+        meta = json.load(fh)
+    captured = {}
+    for case in few_step_cases():
+        run_case(pipe, BYNAME[case["scheduler"]], case, refdir, captured)
+        meta["cases"] = [c for c in meta["cases"] if c["name"] != case["name"]] + [case]
+    with open(os.path.join(refdir, "cases.json"), "w") as fh:
+        json.dump(meta, fh, indent=2)
+        fh.write("\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,11 +492,10 @@ def build(name, kind):
     comps = component_references(loaded, kind)
 
     loaded.scheduler_base_config = loaded.scheduler.config
-    cases = e2e_cases()
+    cases = e2e_cases() + (few_step_cases() if kind == "sd1" else [])
     captured = {}
-    byname = dict(SCHEDULERS)
     for case in cases:
-        run_case(loaded, byname[case["scheduler"]], case, refdir, captured)
+        run_case(loaded, BYNAME[case["scheduler"]], case, refdir, captured)
     loaded.scheduler = sched_cls.from_config(loaded.scheduler_base_config)
     # prepare_latents returns randn * init_noise_sigma; PNDM's sigma is 1, so it is the raw draw
     assert torch.equal(captured["pndm"], comps["e2e.initial_latents"])
@@ -509,7 +551,11 @@ CLIP text: hidden 32, 2 layers, 4 heads, intermediate 37, vocab 49408, 77 positi
   `torch.Generator("cpu").manual_seed(42)`; `e2e.prompt_embeds` / `e2e.negative_prompt_embeds` (1,77,32)
   for the prompt "a red circle on a blue background" / "blurry".
 - `<case>.safetensors` (tensor `image`, (N,64,64,3) float in [0,1]) and `<case>.png` for cases
-  pndm, ddim, euler, euler-a, dpm++2m, unipc, pndm-nocfg; `pndm-batch` has `pndm-batch-0..3.png`.
+  pndm, ddim, euler, euler-a, dpm++2m, unipc, pndm-nocfg; `pndm-batch` has `pndm-batch-0..3.png`;
+  sd1-tiny also has the few-step cases lcm-4 (LCM, 4 steps, guidance 1), lcm-4-cfg (guidance 2) and
+  turbo-euler-a-1 / -4 (Euler ancestral with `timestep_spacing="trailing"`, guidance 0: SD-Turbo style;
+  `scheduler_overrides` in cases.json are passed to `from_config`).  `--cases-only` reruns just these on the
+  committed weights.
 - `cases.json`: every case's parameters, the effective scheduler config and the timesteps used.
 
 Scheduler configs: each case's scheduler is `Cls.from_config(pipe.scheduler.config)`.  In
@@ -522,9 +568,14 @@ DPM++ and UniPC fall back to their own default (`linspace`) while PNDM/DDIM use 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["sd1-tiny", "sd2-tiny-v"])
+    ap.add_argument("--cases-only", action="store_true",
+                    help="keep the committed sd1-tiny weights; (re)run only the few-step (LCM, SD-Turbo style) cases")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     torch.use_deterministic_algorithms(True)
+    if args.cases_only:
+        add_cases("sd1-tiny")
+        return
     t0 = time.time()
     os.makedirs(FIXTURES, exist_ok=True)
     with open(os.path.join(FIXTURES, "README.md"), "w") as fh:

@@ -1,5 +1,6 @@
 """VAE tiling/slicing references from diffusers' AutoencoderKL (tiled_decode, _tiled_encode, slicing) on the tiny
-sd1-tiny VAE, with tile sizes small enough that tiling triggers on tiny inputs.
+sd1-tiny VAE, with tile sizes small enough that tiling triggers on tiny inputs, and with diffusers' default tile taken
+from the VAE config's sample_size (64, and 44 by a config override).
 Run from the repository root: python3 tools/make_vae_tiling_fixtures.py
 Writes Tests/LeanDiffusionTests/Fixtures/vae-tiling/sd1-tiny.safetensors."""
 import os, torch
@@ -44,6 +45,17 @@ with torch.no_grad():
     ref["t32o50.encode_96x80.logvar"] = post.logvar
     configure(32, tiling=False)
     untiled = vae.decode(ref["latent_12x10"]).sample
+    # diffusers' default tile from the VAE config (no sizes set by hand): sd1-tiny's sample_size 64 (latent 8), and
+    # the same weights with sample_size 44 (latent int(44 / 8) = 5, not a multiple of the scale factor)
+    vae_dir = os.path.join(root, "pipelines", "sd1-tiny", "vae")
+    for key, overrides, sample, latent in (("default", {}, 64, 8), ("s44", {"sample_size": 44}, 44, 5)):
+        fresh = AutoencoderKL.from_pretrained(vae_dir, **overrides).eval()
+        fresh.enable_tiling()
+        assert (fresh.tile_sample_min_size, fresh.tile_latent_min_size, fresh.tile_overlap_factor) == (sample, latent, 0.25)
+        ref[f"{key}.decode_12x10"] = fresh.decode(ref["latent_12x10"]).sample
+        post = fresh.encode(ref["image_96x80"]).latent_dist
+        ref[f"{key}.encode_96x80.mean"] = post.mean
+        ref[f"{key}.encode_96x80.logvar"] = post.logvar
 
 out = os.path.join(root, "vae-tiling")
 os.makedirs(out, exist_ok=True)

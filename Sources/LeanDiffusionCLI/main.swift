@@ -16,7 +16,7 @@ struct LeanDiffusionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lean-diffusion",
         abstract: "Stable Diffusion inference in little memory, fast.",
-        subcommands: [Generate.self, Inspect.self, Tokenize.self],
+        subcommands: [Generate.self, Inspect.self, Tokenize.self, Info.self],
         defaultSubcommand: Generate.self)
 }
 
@@ -83,6 +83,7 @@ struct Tokenize: ParsableCommand {
 }
 
 extension SchedulerKind: ExpressibleByArgument {}
+extension TimestepSpacing: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {}
 extension Layout: ExpressibleByArgument {}
 extension OffloadMode: ExpressibleByArgument {}
@@ -126,8 +127,11 @@ struct Generate: ParsableCommand {
     @Option(help: "Image height in pixels, a multiple of 8 (default: the model's).")
     var height: Int?
 
-    @Option(help: "pndm | ddim | euler | euler-a | dpm++2m | unipc (default: the model's).")
+    @Option(help: "pndm | ddim | euler | euler-a | dpm++2m | unipc | lcm (default: the model's).")
     var scheduler: SchedulerKind?
+
+    @Option(help: "Override the scheduler config's timestep_spacing: leading | trailing | linspace (trailing for SD-Turbo).")
+    var timestepSpacing: TimestepSpacing?
 
     @Option(help: "Images to generate for the prompt.")
     var count: Int = 1
@@ -156,7 +160,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "Decode the VAE in overlapping blended tiles above the tile size (diffusers' VAE tiling).")
     var vaeTiling = false
 
-    @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default 512).")
+    @Option(help: "VAE tile size in pixels, a multiple of 8 (with --vae-tiling; default: the VAE config's sample_size, as diffusers).")
     var vaeTileSize: Int?
 
     @Option(help: "Where weights live: none (all resident) | model (one component at a time) | sequential (streamed).")
@@ -170,6 +174,9 @@ struct Generate: ParsableCommand {
 
     @Flag(help: "Run every UNet step freshly allocated instead of replaying the planned (traced) step.")
     var noPlan = false
+
+    @Flag(help: "Write no generation parameters into the PNG (by default a 'parameters' text chunk, AUTOMATIC1111's format).")
+    var noMetadata = false
 
     @Flag(help: "No progress bar.")
     var quiet = false
@@ -281,15 +288,17 @@ struct Generate: ParsableCommand {
                                                config: config, configsDirectory: Embedded.modelsDirectory() + "/configs",
                                                vae: vae, loras: try lora.map(Self.parseLoRA), logger: logger)
         pipeline.planUNet = !noPlan
-        pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize ?? 512)
+        pipeline.vaeOptions = VAEOptions(slicing: vaeSlicing, tiling: vaeTiling, tileSampleSize: vaeTileSize)
         var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt)
         request.steps = steps ?? pipeline.samplingDefaults.steps ?? 30
         request.guidanceScale = guidance ?? pipeline.samplingDefaults.guidanceScale ?? request.guidanceScale
         request.width = width
         request.height = height
         request.imagesPerPrompt = count
-        request.seed = seed
+        // The seed is drawn here when not given, so that the image's metadata can name it.
+        request.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         request.scheduler = scheduler
+        request.timestepSpacing = timestepSpacing
         request.clipSkip = clipSkip
         let bar = ProgressBar(enabled: !quiet && isatty(2) != 0)
         let images: [RGBImage]
@@ -302,11 +311,24 @@ struct Generate: ParsableCommand {
         // Images first: a report that cannot be written must never cost the images.
         let runReport = pipeline.lastReport
         if verbose, let runReport { FileHandleOutput.stderr(runReport.table() + "\n") }
-        try GenerationOutput.write(images, to: Array(paths.prefix(images.count)),
+        let text = noMetadata ? nil : metadata(pipeline, request, modelPath: model ?? Embedded.defaultModel)
+        try GenerationOutput.write(images, to: Array(paths.prefix(images.count)), text: text,
                                    report: report.flatMap { path in runReport.map { r in (path, { [UInt8](try r.jsonData()) }) } },
                                    wrote: { image, path in
                                        if !quiet { FileHandleOutput.stderr("wrote \(path) (\(image.width)x\(image.height))\n") }
                                    })
+    }
+
+    /// Each image's `parameters` chunk. The model hash reads the weights (streamed, seconds for SD 1.5); if that
+    /// fails the images are written without it rather than lost.
+    func metadata(_ pipeline: StableDiffusionPipeline, _ request: GenerationRequest, modelPath: String) -> [[PNGTextChunk]] {
+        var hash: String? = nil
+        do { hash = try ModelHash.shortHash(forModel: modelPath, variant: variant) } catch {
+            FileHandleOutput.stderr("warning: no model hash in the metadata: \(error)\n")
+        }
+        return pipeline.generationParameters(for: request, seed: request.seed!, modelHash: hash,
+                                             model: ModelHash.name(forModel: modelPath))
+            .map { [PNGTextChunk(keyword: "parameters", text: $0.infotext)] }
     }
 
     /// FILE.png for one image; FILE-0.png, FILE-1.png, ... for several.
@@ -314,6 +336,30 @@ struct Generate: ParsableCommand {
         guard count > 1 else { return [output] }
         let base = output.hasSuffix(".png") ? String(output.dropLast(4)) : output
         return (0..<count).map { "\(base)-\($0).png" }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the generation parameters stored in a PNG (AUTOMATIC1111's 'parameters' text).")
+
+    @Argument(help: "A PNG written by lean-diffusion generate (or AUTOMATIC1111 and the tools that share its format).")
+    var image: String
+
+    @Flag(help: "Print the parsed fields, one 'Key: value' per line, instead of the text as stored.")
+    var fields = false
+
+    func run() throws {
+        let text: String
+        do {
+            guard let t = try PNGText.text("parameters", from: image) else { throw ImageMetadataError.noParameters(image) }
+            text = t
+        } catch let e as ImageMetadataError { throw CLIError(e.description) }
+        guard fields else { print(text); return }
+        let p = GenerationParameters(infotext: text)
+        print("Prompt: \(p.prompt)")
+        print("Negative prompt: \(p.negativePrompt)")
+        for f in p.fields { print("\(f.key): \(f.value)") }
     }
 }
 

@@ -44,7 +44,10 @@ final class RequestValidationTests: XCTestCase {
             XCTAssertThrowsError(try kind.make(config: .stableDiffusion15, steps: 1000), "\(kind)") { e in
                 XCTAssertEqual(e as? SchedulerError, .tooManySteps(1000, max: 999), "\(kind)")
             }
-            let s = try kind.make(config: .stableDiffusion15, steps: 999)
+            // LCM takes at most original_inference_steps (here 999 of a 999-point distillation schedule).
+            var edge = SchedulerConfig.stableDiffusion15
+            if kind == .lcm { edge.originalInferenceSteps = 999 }
+            let s = try kind.make(config: edge, steps: 999)
             XCTAssertTrue(s.timesteps.allSatisfy { (0..<1000).contains($0) }, "\(kind): \(s.timesteps.prefix(3))")
             // A steps_offset that pushes the schedule past the table is an error, not a trap.
             var c = SchedulerConfig.stableDiffusion15

@@ -167,6 +167,39 @@ final class SchedulerTests: XCTestCase {
         cfg = .stableDiffusion15
         cfg.rescaleBetasZeroSnr = true
         XCTAssertThrowsError(try SchedulerKind.euler.make(config: cfg, steps: 10))
+        // LCM: no more steps than its distillation schedule has, settings checked.
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: .stableDiffusion15, steps: 51)) { err in
+            XCTAssertEqual(err as? SchedulerError, .moreStepsThanOriginalSchedule(51, originalInferenceSteps: 50))
+        }
+        XCTAssertNoThrow(try SchedulerKind.lcm.make(config: .stableDiffusion15, steps: 50))
+        cfg = .stableDiffusion15
+        cfg.originalInferenceSteps = 8
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: cfg, steps: 9))
+        cfg.originalInferenceSteps = 0
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: cfg, steps: 1))
+        cfg.originalInferenceSteps = 2000
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: cfg, steps: 1))
+        cfg = .stableDiffusion15
+        cfg.timestepScaling = -1
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: cfg, steps: 4))
+        cfg = .stableDiffusion15
+        cfg.thresholding = true
+        XCTAssertThrowsError(try SchedulerKind.lcm.make(config: cfg, steps: 4))
+    }
+
+    /// LCM's config keys decode, and its boundary scalings at the first timestep are diffusers' (float32).
+    func testLCMConfigAndScalings() throws {
+        let json = #"{"_class_name":"LCMScheduler","original_inference_steps":25,"timestep_scaling":2.5}"#
+        let c = try SchedulerConfig.load(from: Data(json.utf8))
+        XCTAssertEqual(SchedulerKind(diffusersClassName: c.className!), .lcm)
+        XCTAssertEqual(c.originalInferenceSteps, 25)
+        XCTAssertEqual(c.timestepScaling, 2.5)
+        XCTAssertThrowsError(try SchedulerConfig.load(from: Data(#"{"original_inference_steps":2.5}"#.utf8)))
+        let s = try LCMScheduler(config: SchedulerConfig())
+        let (skip, out) = s.boundaryScalings(999)
+        // torch: 0.25 / ((999 * 10.0) ** 2 + 0.25) and 9990 / (...) ** 0.5 on float32 tensors.
+        XCTAssertEqual(skip, 2.5050075e-09, accuracy: 1e-15)
+        XCTAssertEqual(out, 1, accuracy: 1e-7)
     }
 
     func testConfigDecoding() throws {

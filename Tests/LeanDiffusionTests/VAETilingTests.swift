@@ -97,6 +97,38 @@ final class VAETilingTests: XCTestCase {
         }
     }
 
+    /// With no tile size given, the tile is the VAE config's `sample_size`, as diffusers' `enable_tiling()` with no
+    /// sizes set by hand: sd1-tiny's 64 (latent tile 8), and the same weights with sample_size 44 (latent tile
+    /// int(44 / 8) = 5; diffusers' crops then give a 123x106 image, which we reproduce).
+    func testDefaultTileFromVAEConfig() throws {
+        let r = try reference()
+        let z = try ref(r, "latent_12x10"), image = try ref(r, "image_96x80")
+        let policy = ComputePolicy(dtype: .f32, layout: .nhwc, attention: .flash)
+        var config44 = try VAEConfig.load(from: Self.vaeDir)
+        XCTAssertEqual(config44.sampleSize, 64)
+        config44.sampleSize = 44
+        let vae44 = try AutoencoderKL(config: config44, weights: try WeightLoader(componentDirectory: Self.vaeDir),
+                                      policy: policy)
+        let defaults = VAEOptions(tiling: true)
+        XCTAssertNil(defaults.tileSampleSize)
+        for (key, vae) in [("default", try vae(policy)), ("s44", vae44)] {
+            let expectedTile = key == "default" ? (64, 8) : (44, 5)
+            XCTAssertEqual(defaults.sampleTile(for: vae.config), expectedTile.0)
+            XCTAssertEqual(defaults.latentTile(for: vae.config), expectedTile.1)
+            check("\(key) tile from config: decode 12x10", vae.decode(z, options: defaults), try ref(r, "\(key).decode_12x10"), 1e-4)
+            let (mean, logvar) = vae.encode(image, options: defaults)
+            check("\(key) tile from config: encode mean 96x80", mean, try ref(r, "\(key).encode_96x80.mean"), 1e-4)
+            check("\(key) tile from config: encode logvar 96x80", logvar, try ref(r, "\(key).encode_96x80.logvar"), 1e-4)
+        }
+        // The pipeline takes the default too (sd1-tiny's VAE: 64 px tiles, so a 96x80 decode is tiled).
+        let pipe = try StableDiffusionPipeline(directory: Self.fixtures + "/pipelines/sd1-tiny", policy: policy)
+        pipe.vaeOptions = VAEOptions(tiling: true)
+        let scaled = z.toFloats().map { $0 * pipe.vaeConfig.scalingFactor }
+        let tiled = try pipe.decode(scaled, shape: z.shape)
+        pipe.vaeOptions = VAEOptions(tiling: true, tileSampleSize: 64)
+        XCTAssertEqual(tiled, try pipe.decode(scaled, shape: z.shape))
+    }
+
     /// Tiling makes a difference on these inputs (so the parity above is not the untiled path by accident).
     func testTiledDiffersFromUntiled() throws {
         let r = try reference()

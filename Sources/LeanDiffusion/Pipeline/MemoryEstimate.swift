@@ -150,8 +150,9 @@ extension StableDiffusionPipeline {
 
         // Decode: per image with slicing; per tile (plus the blended full image) with tiling.
         let images = Double(vaeOptions.slicing ? 1 : r.batch)
-        let tiled = vaeOptions.tiling && (r.width > vaeOptions.tileSampleSize || r.height > vaeOptions.tileSampleSize)
-        let (dh, dw) = tiled ? (Double(vaeOptions.tileSampleSize) / Double(vaeScaleFactor), Double(vaeOptions.tileSampleSize) / Double(vaeScaleFactor)) : (h, w)
+        let tile = vaeOptions.sampleTile(for: vaeConfig)
+        let tiled = vaeOptions.tiling && (r.width > tile || r.height > tile)
+        let (dh, dw) = tiled ? (Double(tile) / Double(vaeScaleFactor), Double(tile) / Double(vaeScaleFactor)) : (h, w)
         var decode = 0.0
         for (j, ch) in vaeConfig.blockOutChannels.reversed().enumerated() {
             let n = dh * dw * Double(1 << (2 * j))

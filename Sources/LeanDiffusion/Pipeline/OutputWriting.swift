@@ -1,14 +1,20 @@
 /// Writing a run's results in the order that loses nothing: every image first (each atomically), then the
 /// report, so a report that cannot be written never costs an image.
 public enum GenerationOutput {
-    /// Writes `images[i]` to `paths[i]`, calling `wrote` after each, then `report` (when given) to its path.
-    /// A report failure throws `PipelineError.outputFailed` for the report's path saying the images were written.
-    public static func write(_ images: [RGBImage], to paths: [String],
+    /// Writes `images[i]` to `paths[i]` (with the text chunks `text[i]` when given: image metadata), calling `wrote`
+    /// after each, then `report` (when given) to its path. A report failure throws `PipelineError.outputFailed` for
+    /// the report's path saying the images were written.
+    public static func write(_ images: [RGBImage], to paths: [String], text: [[PNGTextChunk]]? = nil,
                              report: (path: String, bytes: () throws -> [UInt8])? = nil,
                              wrote: (RGBImage, String) -> Void = { _, _ in }) throws {
         precondition(images.count == paths.count, "one path per image")
-        for (image, path) in zip(images, paths) {
-            try image.writePNG(to: path)
+        precondition(text == nil || text!.count == images.count, "one text list per image")
+        for (i, (image, path)) in zip(images, paths).enumerated() {
+            if let chunks = text?[i], !chunks.isEmpty {
+                try image.writePNG(to: path, text: chunks)
+            } else {
+                try image.writePNG(to: path)
+            }
             wrote(image, path)
         }
         guard let report else { return }

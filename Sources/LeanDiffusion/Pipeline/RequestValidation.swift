@@ -58,9 +58,14 @@ extension StableDiffusionPipeline {
                       + "text encoder has \(layers) layers)")
         }
         if vaeOptions.tiling {
-            let t = vaeOptions.tileSampleSize
-            guard t > 0, t % factor == 0, t <= RequestLimits.maxSide else {
-                throw bad("vaeOptions.tileSampleSize", "\(t) must be a positive multiple of \(factor) (the VAE's scale factor)")
+            let t = vaeOptions.sampleTile(for: vaeConfig)
+            if let explicit = vaeOptions.tileSampleSize {
+                guard explicit > 0, explicit % factor == 0, explicit <= RequestLimits.maxSide else {
+                    throw bad("vaeOptions.tileSampleSize", "\(explicit) must be a positive multiple of \(factor) (the VAE's scale factor)")
+                }
+            } else if t < factor {
+                throw bad("vaeOptions.tileSampleSize", "the VAE config's sample_size \(t) (the default tile) is smaller than "
+                          + "the VAE's scale factor \(factor); set a tile size")
             }
             guard vaeOptions.tileOverlap.isFinite, vaeOptions.tileOverlap >= 0, vaeOptions.tileOverlap < 1 else {
                 throw bad("vaeOptions.tileOverlap", "\(vaeOptions.tileOverlap) must be in [0, 1)")
@@ -70,7 +75,7 @@ extension StableDiffusionPipeline {
             }
         }
         // The scheduler's own checks (unsupported settings, timesteps past the table) before any work is done.
-        _ = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
+        _ = try makeScheduler(for: request)
 
         // (batch, C, h, w): each factor is bounded above, so only the product needs checking.
         let shape = [batch, unetConfig.inChannels, height / factor, width / factor]

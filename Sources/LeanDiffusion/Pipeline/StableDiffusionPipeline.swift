@@ -21,6 +21,9 @@ public struct GenerationRequest: Sendable {
     public var seed: UInt64? = nil
     /// Replace the folder's scheduler (diffusers' `Cls.from_config(pipe.scheduler.config)`).
     public var scheduler: SchedulerKind? = nil
+    /// Overrides the config's `timestep_spacing`, as `Cls.from_config(config, timestep_spacing=...)` (e.g. trailing
+    /// for SD-Turbo style 1-4 step sampling); nil keeps the config's (or the class default).
+    public var timestepSpacing: TimestepSpacing? = nil
     /// CLIP skip: use the hidden state this many layers before the last (0 = last layer).
     public var clipSkip: Int = 0
 
@@ -275,7 +278,7 @@ public final class StableDiffusionPipeline {
         }
         try FiniteCheck.require(embeddings, "the text encoder")
 
-        var scheduler = try (request.scheduler ?? defaultScheduler).make(config: schedulerConfig, steps: request.steps)
+        var scheduler = try makeScheduler(for: request)
         let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var generator = TorchGenerator(seed: seed)
         let latentShape = [batch, unetConfig.inChannels, height / factor, width / factor]

@@ -12,16 +12,24 @@ public struct VAEOptions: Sendable {
     public var slicing = false
     public var tiling = false
     /// Tile side in pixels (diffusers' `tile_sample_min_size`); the latent tile is this / the VAE's scale factor.
-    public var tileSampleSize = 512
+    /// nil (the default) takes the VAE config's `sample_size`, as diffusers' `AutoencoderKL` does (512 for SD 1.x,
+    /// 768 for SD 2.x 768-v).
+    public var tileSampleSize: Int?
     /// diffusers' `tile_overlap_factor`.
     public var tileOverlap: Float = 0.25
 
-    public init(slicing: Bool = false, tiling: Bool = false, tileSampleSize: Int = 512, tileOverlap: Float = 0.25) {
+    public init(slicing: Bool = false, tiling: Bool = false, tileSampleSize: Int? = nil, tileOverlap: Float = 0.25) {
         self.slicing = slicing
         self.tiling = tiling
         self.tileSampleSize = tileSampleSize
         self.tileOverlap = tileOverlap
     }
+
+    /// The tile side in pixels used with a VAE of this config: `tileSampleSize`, else the config's `sample_size`.
+    public func sampleTile(for config: VAEConfig) -> Int { tileSampleSize ?? config.sampleSize }
+
+    /// The latent tile side: diffusers' `int(sample_size / 2 ** (len(block_out_channels) - 1))`.
+    public func latentTile(for config: VAEConfig) -> Int { sampleTile(for: config) >> (config.blockOutChannels.count - 1) }
 }
 
 extension AutoencoderKL {
@@ -52,7 +60,7 @@ extension AutoencoderKL {
     /// diffusers' `_decode`: tiled only when the latent exceeds the latent tile in either dimension (strict `>`).
     func decodeSlice(_ z: Tensor, _ options: VAEOptions) -> Tensor {
         guard options.tiling else { return decode(z) }
-        let g = TileGeometry(options, factor: scaleFactor)
+        let g = TileGeometry(options, config: config)
         guard z.shape[2] > g.latentTile || z.shape[3] > g.latentTile else { return decode(z) }
         // tiled_decode: latent tiles of `latentTile` at stride int(latentTile·(1−overlap)); blend and crop in pixels.
         let overlap = Int(Double(g.latentTile) * (1 - g.overlap))
@@ -68,7 +76,7 @@ extension AutoencoderKL {
     /// diffusers' `_encode`: tiled only when the image exceeds the sample tile in either dimension (strict `>`).
     func encodeSlice(_ x: Tensor, _ options: VAEOptions) -> (mean: Tensor, logvar: Tensor) {
         guard options.tiling else { return encode(x) }
-        let g = TileGeometry(options, factor: scaleFactor)
+        let g = TileGeometry(options, config: config)
         guard x.shape[2] > g.sampleTile || x.shape[3] > g.sampleTile else { return encode(x) }
         // _tiled_encode: image tiles of `sampleTile` at stride int(sampleTile·(1−overlap)); blend and crop in latents.
         let overlap = Int(Double(g.sampleTile) * (1 - g.overlap))
@@ -180,18 +188,19 @@ extension AutoencoderKL {
     }
 }
 
-/// diffusers' tile sizes: `tile_sample_min_size` in pixels, `tile_latent_min_size` = that / the scale factor.
+/// diffusers' tile sizes: `tile_sample_min_size` in pixels (the option, else the config's `sample_size`),
+/// `tile_latent_min_size` = int(that / the scale factor). A size from the config need not be a multiple of the
+/// factor (diffusers takes it as it is); the request validation refuses explicit sizes that are not.
 struct TileGeometry {
     let sampleTile: Int
     let latentTile: Int
     let overlap: Double
 
-    init(_ o: VAEOptions, factor: Int) {
-        precondition(o.tileSampleSize > 0 && o.tileSampleSize % factor == 0,
-                     "tile size \(o.tileSampleSize) must be a positive multiple of \(factor)")
+    init(_ o: VAEOptions, config: VAEConfig) {
+        sampleTile = o.sampleTile(for: config)
+        latentTile = o.latentTile(for: config)
+        precondition(sampleTile > 0 && latentTile > 0, "tile size \(sampleTile) gives no latent tile")
         precondition(o.tileOverlap >= 0 && o.tileOverlap < 1, "tile overlap \(o.tileOverlap) must be in [0, 1)")
-        sampleTile = o.tileSampleSize
-        latentTile = o.tileSampleSize / factor
         overlap = Double(o.tileOverlap)
     }
 }

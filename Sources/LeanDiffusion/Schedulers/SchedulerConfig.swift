@@ -16,6 +16,8 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     case invalidValue(field: String, value: String, reason: String)
     /// The settings give a timestep outside the trained range (a large steps_offset, say).
     case timestepOutOfRange(timestep: Int, numTrainTimesteps: Int)
+    /// LCM picks its steps from the `original_inference_steps` of its distillation schedule: no more than that.
+    case moreStepsThanOriginalSchedule(Int, originalInferenceSteps: Int)
 
     public var description: String {
         switch self {
@@ -27,6 +29,8 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
         case .invalidValue(let f, let v, let r): return "scheduler config field '\(f)' = \(v): \(r)"
         case .timestepOutOfRange(let t, let n):
             return "the schedule reaches timestep \(t), outside the trained 0...\(n - 1); lower steps_offset or the steps"
+        case .moreStepsThanOriginalSchedule(let n, let o):
+            return "\(n) inference steps is too many for LCM: at most original_inference_steps = \(o); use fewer steps"
         }
     }
 }
@@ -57,6 +61,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
     case eulerAncestral = "euler-a"
     case dpmpp2m = "dpm++2m"
     case unipc
+    case lcm
 
     /// The diffusers class this kind corresponds to.
     public var diffusersClassName: String {
@@ -67,6 +72,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
         case .eulerAncestral: return "EulerAncestralDiscreteScheduler"
         case .dpmpp2m: return "DPMSolverMultistepScheduler"
         case .unipc: return "UniPCMultistepScheduler"
+        case .lcm: return "LCMScheduler"
         }
     }
 
@@ -88,6 +94,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
         case .eulerAncestral: s = try EulerAncestralScheduler(config: config)
         case .dpmpp2m: s = try DPMSolverMultistepScheduler(config: config)
         case .unipc: s = try UniPCMultistepScheduler(config: config)
+        case .lcm: s = try LCMScheduler(config: config)
         }
         try s.setTimesteps(steps)
         return s
@@ -131,6 +138,10 @@ public struct SchedulerConfig: Decodable, Sendable, Equatable {
     public var varianceType: String?
     public var sigmaMin: Double?
     public var sigmaMax: Double?
+    /// LCM: the distillation schedule's length (`original_inference_steps`, class default 50).
+    public var originalInferenceSteps: Int?
+    /// LCM: factor on the timestep in the boundary-condition scalings (`timestep_scaling`, class default 10).
+    public var timestepScaling: Double?
 
     enum CodingKeys: String, CodingKey {
         case className = "_class_name"
@@ -167,6 +178,8 @@ public struct SchedulerConfig: Decodable, Sendable, Equatable {
         case varianceType = "variance_type"
         case sigmaMin = "sigma_min"
         case sigmaMax = "sigma_max"
+        case originalInferenceSteps = "original_inference_steps"
+        case timestepScaling = "timestep_scaling"
     }
 
     public init() {}
@@ -205,7 +218,7 @@ public struct SchedulerConfig: Decodable, Sendable, Equatable {
             guard case .number(let x) = v else { return true }  // other types: the typed decode names them
             return x.isFinite && x == x.rounded() && abs(x) <= 9_007_199_254_740_992
         }
-        for key in ["num_train_timesteps", "steps_offset", "solver_order"] {
+        for key in ["num_train_timesteps", "steps_offset", "solver_order", "original_inference_steps"] {
             if let v = o[key], !integral(v) {
                 throw SchedulerError.invalidValue(field: key, value: "\(v)", reason: "must be an integer in range")
             }

@@ -125,6 +125,13 @@ extension SchedulerConfig {
             if let v, !(v.isFinite && v > 0) { throw bad(field, v, "must be a positive finite number") }
         }
         if let a = sigmaMin, let b = sigmaMax, a > b { throw bad("sigma_min", a, "is larger than sigma_max \(b)") }
+        if let o = originalInferenceSteps, !(1...SchedulerLimits.maxTrainTimesteps).contains(o) {
+            throw bad("original_inference_steps", o, "must be in 1...\(SchedulerLimits.maxTrainTimesteps) (LCM uses 50)")
+        }
+        if let o = originalInferenceSteps, let t = numTrainTimesteps, o > t {
+            throw bad("original_inference_steps", o, "is larger than num_train_timesteps \(t)")
+        }
+        if let s = timestepScaling, !(s.isFinite && s > 0) { throw bad("timestep_scaling", s, "must be a positive finite number (LCM uses 10)") }
         if let d = disableCorrector, d.count > SchedulerLimits.maxTrainTimesteps {
             throw bad("disable_corrector", "\(d.count) entries", "too many")
         }
