@@ -16,7 +16,7 @@ struct LeanDiffusionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lean-diffusion",
         abstract: "Stable Diffusion inference in little memory, fast.",
-        subcommands: [Generate.self, Inspect.self, Tokenize.self, Info.self],
+        subcommands: [Generate.self, Inspect.self, Tokenize.self, Convert.self, Info.self],
         defaultSubcommand: Generate.self)
 }
 
@@ -58,6 +58,42 @@ struct Inspect: ParsableCommand {
             print("single-file checkpoint: \(single.architecture.rawValue) (text encoder \(single.textEncoderLayout.rawValue)"
                   + (single.hasEMAWeights ? ", EMA weights present, not used" : "") + ")")
         }
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a PyTorch checkpoint (.ckpt/.pt/.pth, read without running its code) or a .safetensors file to .safetensors, optionally re-saving its floats as fp16, bf16 or fp32.")
+
+    @Argument(help: "The input: a zip-format PyTorch checkpoint or a .safetensors file.")
+    var input: String
+
+    @Argument(help: "The output .safetensors file (written to a temporary file, then renamed).")
+    var output: String
+
+    @Option(help: "Re-save floating-point tensors as fp16 | bf16 | fp32 (default: keep each tensor's type).")
+    var dtype: String?
+
+    func run() throws {
+        guard output.hasSuffix(".safetensors") else { throw ValidationError("the output must be a .safetensors file") }
+        try OutputTarget.check(output)
+        let target: SafeTensorsDType?
+        switch dtype?.lowercased() {
+        case nil: target = nil
+        case "fp16", "f16", "float16": target = .F16
+        case "bf16", "bfloat16": target = .BF16
+        case "fp32", "f32", "float32": target = .F32
+        default: throw ValidationError("--dtype must be fp16, bf16 or fp32 (got \(dtype!))")
+        }
+        var checkpoint: TorchCheckpoint
+        if input.hasSuffix(".safetensors") {
+            checkpoint = try TorchCheckpoint(safetensors: input)
+        } else {
+            checkpoint = try TorchCheckpoint(path: input)
+        }
+        if let target { checkpoint.convert(to: target) }
+        try checkpoint.writeSafeTensors(to: output)
+        FileHandleOutput.stderr("wrote \(output): \(checkpoint.tensors.count) tensors\n")
     }
 }
 
