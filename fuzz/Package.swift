@@ -17,5 +17,9 @@ let package = Package(
             name: "SafeTensorsFuzz",
             dependencies: [.product(name: "SafeTensors", package: rootPackage)]
         ),
+        .executableTarget(
+            name: "CheckpointFuzz",
+            dependencies: [.product(name: "LeanDiffusion", package: rootPackage)]
+        ),
     ]
 )

@@ -95,6 +95,12 @@ public struct TorchCheckpoint {
         tensors = out
     }
 
+    /// Runs the restricted unpickler over bare pickle bytes (for fuzzing and tests); throws what it refuses.
+    public static func unpickle(_ bytes: [UInt8]) throws {
+        var u = RestrictedUnpickler(bytes, path: "<pickle>")
+        _ = try u.load()
+    }
+
     /// The tensors of a `.safetensors` file (for re-saving in another type).
     public init(safetensors path: String) throws {
         let file = try SafeTensorsFile(path: path)
