@@ -63,19 +63,30 @@ struct Inspect: ParsableCommand {
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a PyTorch checkpoint (.ckpt/.pt/.pth, read without running its code) or a .safetensors file to .safetensors, optionally re-saving its floats as fp16, bf16 or fp32.")
+        abstract: "Convert a PyTorch checkpoint (.ckpt/.pt/.pth, read without running its code) or a .safetensors file to .safetensors, optionally re-saving its floats as fp16, bf16 or fp32; or a single-file SD checkpoint to a diffusers folder (an output without .safetensors).")
 
     @Argument(help: "The input: a zip-format PyTorch checkpoint or a .safetensors file.")
     var input: String
 
-    @Argument(help: "The output .safetensors file (written to a temporary file, then renamed).")
+    @Argument(help: "The output .safetensors file, or a new folder for a single file's diffusers layout (written to a temporary name, then renamed).")
     var output: String
+
+    @Option(help: "With a folder output: the diffusers folder whose configs and tokenizer to use (default: the shipped configs of the detected architecture).")
+    var config: String?
 
     @Option(help: "Re-save floating-point tensors as fp16 | bf16 | fp32 (default: keep each tensor's type).")
     var dtype: String?
 
     func run() throws {
-        guard output.hasSuffix(".safetensors") else { throw ValidationError("the output must be a .safetensors file") }
+        if !output.hasSuffix(".safetensors") {
+            guard input.hasSuffix(".safetensors"), dtype == nil else {
+                throw ValidationError("a folder output takes a single-file .safetensors checkpoint (and no --dtype)")
+            }
+            let single = try SingleFileCheckpoint(path: input)
+            try single.writeDiffusersFolder(to: output, configRoot: config ?? Embedded.modelsDirectory() + "/configs/" + single.architecture.rawValue)
+            FileHandleOutput.stderr("wrote \(output): a diffusers \(single.architecture.rawValue) folder\n")
+            return
+        }
         try OutputTarget.check(output)
         let target: SafeTensorsDType?
         switch dtype?.lowercased() {

@@ -149,4 +149,24 @@ final class SingleFileTests: XCTestCase {
             }
         }
     }
+
+    /// A single file written as a diffusers folder (configs from `configRoot`, views written as tensors) loads as a
+    /// folder and draws what the single file draws, for both text encoder layouts; an existing target is refused.
+    func testConvertToDiffusersFolder() throws {
+        let tmp = TempDir()
+        for name in ["sd1-tiny", "sd2-tiny-v"] {
+            let path = Self.dir.appendingPathComponent(name + ".safetensors").path
+            let config = PipelineTests.fixtures.appendingPathComponent(name).path
+            let single = try SingleFileCheckpoint(path: path)
+            let target = tmp.file(name)
+            try single.writeDiffusersFolder(to: target, configRoot: config)
+            let request = PipelineTests.tinyRequest(steps: 3)
+            let fromFolder = try StableDiffusionPipeline(directory: target).generate(request)
+            let fromFile = try StableDiffusionPipeline(directory: path, config: config).generate(request)
+            XCTAssertEqual(fromFolder, fromFile, name)
+            XCTAssertThrowsError(try single.writeDiffusersFolder(to: target, configRoot: config)) {
+                XCTAssertTrue("\($0)".contains("exists"), "\($0)")
+            }
+        }
+    }
 }

@@ -1,5 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import LeanCore
 import SafeTensors
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Which Stable Diffusion a single-file checkpoint is, told apart as diffusers' `infer_diffusers_model_type` does;
 /// each names the folder of shipped configs (`Models/configs/<rawValue>`: model_index.json, component configs,
@@ -114,6 +124,64 @@ struct VAEReplacement {
         } else {
             configDirectory = path
             loader = { _, dtype in try WeightLoader(componentDirectory: path, dtype: dtype) }
+        }
+    }
+}
+
+extension SingleFileCheckpoint {
+    /// Writes the checkpoint as a diffusers folder at `target` (which must not exist): the configs, scheduler and
+    /// tokenizer of `configRoot` (a diffusers folder or `Models/configs/<architecture>`; symlinks are copied as
+    /// files) and each component's weights under diffusers names (`unet/diffusion_pytorch_model.safetensors`, ...),
+    /// the fused and 1x1 views written as the tensors they stand for. Built in a sibling temporary folder, then
+    /// renamed into place. Each component's weights are held in memory while its file is written.
+    public func writeDiffusersFolder(to target: String, configRoot: String) throws {
+        guard !FileManager.default.fileExists(atPath: target) else {
+            throw PipelineError.outputFailed(path: target, reason: "it exists; choose a new folder")
+        }
+        try OutputTarget.check(target)  // its parent exists and is writable
+        let temp = target + ".partial-\(UInt32.random(in: 0...UInt32.max))"
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: temp, withIntermediateDirectories: false)
+            func copy(_ relative: String) throws {
+                let from = configRoot + "/" + relative, to = temp + "/" + relative
+                try fm.createDirectory(atPath: String(to[..<to.lastIndex(of: "/")!]), withIntermediateDirectories: true)
+                try AtomicFile.write(try RegularFile.read(from), to: to)
+            }
+            try copy("model_index.json")
+            try copy("scheduler/scheduler_config.json")
+            for name in (try? fm.contentsOfDirectory(atPath: configRoot + "/tokenizer")) ?? [] { try copy("tokenizer/" + name) }
+            for c in ["unet", "vae", "text_encoder"] { try copy(c + "/config.json") }
+            let unet = try UNetConfig.load(from: configRoot + "/unet"), vae = try VAEConfig.load(from: configRoot + "/vae")
+            let loaders = [("unet/diffusion_pytorch_model.safetensors", try loader(unet: unet, dtype: .f32)),
+                           ("vae/diffusion_pytorch_model.safetensors", loader(vae: vae, dtype: .f32)),
+                           ("text_encoder/model.safetensors", try textEncoderLoader(dtype: .f32))]
+            for (file, loader) in loaders {
+                guard let map = loader.keyMap, !map.sources.isEmpty else {
+                    throw PipelineError.invalidArgument("\(path) has no weights for \(file)")
+                }
+                var tensors: [SafeTensorsWriter.Tensor] = []
+                for (name, source) in map.sources.sorted(by: { $0.key < $1.key }) {
+                    guard let info = self.file.info(source.key) else { continue }
+                    let shape = source.shape ?? info.shape
+                    var data = [UInt8](repeating: 0, count: shape.reduce(1, *) * info.dtype.byteSize)
+                    try data.withUnsafeMutableBytes {
+                        try self.file.copy(source.key, byteOffset: source.elementOffset * info.dtype.byteSize, into: $0)
+                    }
+                    tensors.append((name: name, dtype: info.dtype, shape: shape, data: data))
+                }
+                var bytes = try SafeTensorsWriter.header(for: tensors.map { (name: $0.name, dtype: $0.dtype, shape: $0.shape,
+                                                                            byteCount: $0.data.count) },
+                                                         metadata: ["format": "pt"], path: file)
+                for t in tensors { bytes += t.data }
+                try AtomicFile.write(bytes, to: temp + "/" + file)
+            }
+            guard rename(temp, target) == 0 else {
+                throw PipelineError.outputFailed(path: target, reason: String(cString: strerror(errno)))
+            }
+        } catch {
+            try? fm.removeItem(atPath: temp)
+            throw error
         }
     }
 }
