@@ -88,6 +88,13 @@ struct Convert: ParsableCommand {
             return
         }
         try OutputTarget.check(output)
+        var st = stat()
+        if stat(input, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            guard dtype == nil else { throw ValidationError("--dtype is for checkpoint files, not folders") }
+            try DiffusersFolder(path: input).writeSingleFile(to: output)
+            FileHandleOutput.stderr("wrote \(output): the folder as one original-layout checkpoint\n")
+            return
+        }
         let target: SafeTensorsDType?
         switch dtype?.lowercased() {
         case nil: target = nil

@@ -169,4 +169,20 @@ final class SingleFileTests: XCTestCase {
             }
         }
     }
+
+    /// A diffusers folder written as one original-layout file (OpenCLIP for the GELU text encoder) reads back as a
+    /// single file with the folder's configs and draws the folder's image.
+    func testFolderToSingleFile() throws {
+        let tmp = TempDir()
+        for (name, layout) in [("sd1-tiny", SingleFileCheckpoint.TextEncoderLayout.clip), ("sd2-tiny-v", .openClip)] {
+            let folder = PipelineTests.fixtures.appendingPathComponent(name).path
+            let target = tmp.file(name + ".safetensors")
+            try DiffusersFolder(path: folder).writeSingleFile(to: target)
+            let single = try SingleFileCheckpoint(path: target)
+            XCTAssertEqual(single.textEncoderLayout, layout, name)
+            let request = PipelineTests.tinyRequest(steps: 3)
+            XCTAssertEqual(try StableDiffusionPipeline(directory: target, config: folder).generate(request),
+                           try StableDiffusionPipeline(directory: folder).generate(request), name)
+        }
+    }
 }
