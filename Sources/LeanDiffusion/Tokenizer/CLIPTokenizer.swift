@@ -54,7 +54,7 @@ public enum CLIPTokenizerError: Error, CustomStringConvertible, Equatable, Senda
 /// Known, documented limits: letters and numbers are those of Unicode 16.0 (the Oniguruma tables of tokenizers
 /// 0.23): a scalar assigned later is neither (Swift's tables are newer); `lstrip`, `rstrip` and `single_word`
 /// flags of added tokens are ignored (no CLIP folder sets them); a folder holding only tokenizer.json (what
-/// transformers 5's `save_pretrained` writes) is not read: vocab.json and merges.txt are required. NFC is the
+/// transformers 5's `save_pretrained` writes) is read for its vocabulary, merges and added tokens. NFC is the
 /// standard library's `String._nfcCodeUnits` (Foundation's `precomposedStringWithCanonicalMapping` where
 /// FoundationEssentials is unavailable). The BPE memo is per call (no shared mutable state, so the struct is
 /// trivially Sendable).
@@ -98,14 +98,30 @@ public struct CLIPTokenizer: Sendable {
         let specialPath = dir + "/special_tokens_map.json"
 
         // Special tokens and length.
-        let config = try Self.decode(TokenizerConfigFile.self, path: configPath)
+        var config = try Self.decode(TokenizerConfigFile.self, path: configPath)
+        // tokenizer.json (what transformers 5's save_pretrained writes, often without vocab.json / merges.txt):
+        // transformers then takes the vocabulary, the merges and, when the config has no added_tokens_decoder,
+        // the added tokens from it; normaliser and pre-tokeniser stay CLIP's.
+        let jsonPath = dir + "/tokenizer.json"
+        let tokenizerJSON = Self.fileExists(jsonPath) ? try Self.decode(TokenizerJSONFile.self, path: jsonPath) : nil
+        if let tokenizerJSON {
+            guard tokenizerJSON.model.type == nil || tokenizerJSON.model.type == "BPE" else {
+                throw CLIPTokenizerError.malformedFile(path: jsonPath, reason: "model type \(tokenizerJSON.model.type!) is not BPE")
+            }
+        }
+        let configHasDecoder = config.added_tokens_decoder != nil
+        if !configHasDecoder, let added = tokenizerJSON?.added_tokens, !added.isEmpty {
+            var decoder: [String: TokenSpec] = [:]
+            for t in added { decoder[String(t.id)] = TokenSpec(content: t.content, normalized: t.normalized, special: t.special) }
+            config.added_tokens_decoder = decoder
+        }
         var named: [NamedToken] = [
             NamedToken(spec: config.bos_token, defaultContent: "<|startoftext|>", fromMap: false),
             NamedToken(spec: config.eos_token, defaultContent: "<|endoftext|>", fromMap: false),
             NamedToken(spec: config.unk_token, defaultContent: "<|endoftext|>", fromMap: false),
             NamedToken(spec: config.pad_token, defaultContent: "<|endoftext|>", fromMap: false),
         ]
-        if config.added_tokens_decoder == nil, Self.fileExists(specialPath) {
+        if !configHasDecoder, Self.fileExists(specialPath) {
             let map = try Self.decode(TokenizerConfigFile.self, path: specialPath)
             for (k, spec) in [map.bos_token, map.eos_token, map.unk_token, map.pad_token].enumerated() {
                 if let spec { named[k] = NamedToken(spec: spec, defaultContent: named[k].defaultContent, fromMap: true) }
@@ -114,13 +130,14 @@ public struct CLIPTokenizer: Sendable {
         maxLength = try Self.maxLength(config.model_max_length, path: configPath)
 
         // Vocabulary.
-        let vocabData = try Self.read(vocabPath)
         let vocab: [String: Int]
-        if let fast = Self.parseFlatIntObject(vocabData) {
+        if let fromJSON = tokenizerJSON?.model.vocab {
+            vocab = fromJSON
+        } else if let fast = Self.parseFlatIntObject(try Self.read(vocabPath)) {
             vocab = fast
         } else {
             do {
-                vocab = try JSONDecoder().decode([String: Int].self, from: vocabData)
+                vocab = try JSONDecoder().decode([String: Int].self, from: try Self.read(vocabPath))
             } catch {
                 throw CLIPTokenizerError.malformedFile(path: vocabPath, reason: "invalid JSON (\(error))")
             }
@@ -197,14 +214,17 @@ public struct CLIPTokenizer: Sendable {
         }
         byteSymbols = bs
         byteEndSymbols = be
-        merges = try Self.readMerges(mergesPath, vocab: vocab)
+        if let lines = tokenizerJSON?.model.merges {
+            merges = try Self.readMerges(Data(lines.joined(separator: "\n").utf8), path: jsonPath, vocab: vocab)
+        } else {
+            merges = try Self.readMerges(try Self.read(mergesPath), path: mergesPath, vocab: vocab)
+        }
     }
 
     /// merges.txt as tokenizers' `BPE::read_file` reads it: lines (LF or CRLF), those starting with "#version"
     /// skipped, every other one two tokens separated by one space; rank = order. Both tokens and their
     /// concatenation must be in the vocabulary (tokenizers refuses the file otherwise).
-    private static func readMerges(_ path: String, vocab: [String: Int]) throws -> [UInt64: UInt64] {
-        let data = try read(path)
+    private static func readMerges(_ data: Data, path: String, vocab: [String: Int]) throws -> [UInt64: UInt64] {
         var table: [UInt64: UInt64] = [:]
         table.reserveCapacity(49_000)
         var rank: UInt64 = 0
@@ -606,8 +626,44 @@ public struct CLIPTokenizer: Sendable {
         var added_tokens_decoder: [String: TokenSpec]?
     }
 
+    /// The parts of tokenizer.json read: the BPE model's vocabulary and merges ("a b" strings, or [a, b] pairs as
+    /// newer tokenizers write them) and the added tokens.
+    private struct TokenizerJSONFile: Decodable {
+        struct Model: Decodable {
+            var type: String?
+            var vocab: [String: Int]
+            var merges: [String]
+            private enum Keys: String, CodingKey { case type, vocab, merges }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.container(keyedBy: Keys.self)
+                type = try c.decodeIfPresent(String.self, forKey: .type)
+                vocab = try c.decode([String: Int].self, forKey: .vocab)
+                if let lines = try? c.decode([String].self, forKey: .merges) {
+                    merges = lines
+                } else {
+                    merges = try c.decode([[String]].self, forKey: .merges).map { $0.joined(separator: " ") }
+                }
+            }
+        }
+        struct Added: Decodable {
+            var id: Int
+            var content: String
+            var normalized: Bool?
+            var special: Bool?
+        }
+        var model: Model
+        var added_tokens: [Added]?
+    }
+
     /// A token given as a plain string or as an AddedToken dictionary {"content": ..., "normalized": ..., ...}.
     private struct TokenSpec: Decodable {
+        init(content: String, normalized: Bool?, special: Bool?) {
+            self.content = content
+            isString = false
+            self.normalized = normalized
+            self.special = special
+        }
+
         var content: String
         var isString: Bool
         var normalized: Bool?
