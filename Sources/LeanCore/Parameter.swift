@@ -72,14 +72,14 @@ public final class Parameter: @unchecked Sendable {  // mutable state under `sta
     /// (first access, or access after `evict()`); it must produce the same bytes every time, and runs on whichever
     /// thread needs them. `rangeSource`, when given, reads any byte range of the same bytes, so that
     /// `copyBytes(at:into:)` serves a few rows of an evicted weight without loading all of it.
-    public init(name: String, byteCount: Int, device: Device = .cpu,
+    /// CPU memory (the only backend today; a device backend will make its own parameters).
+    public init(name: String, byteCount: Int,
                 source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
                 rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)? = nil,
                 context: RuntimeContext = .current) {
-        precondition(device == .cpu, "only CPU weights are allocated here")
         self.name = name
         self.byteCount = byteCount
-        self.device = device
+        self.device = .cpu
         self.context = context
         self.source = source
         self.rangeSource = rangeSource

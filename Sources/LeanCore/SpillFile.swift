@@ -48,7 +48,7 @@ public final class SpillFile: @unchecked Sendable {  // `end` (a Mutex) hands ou
         }
         let fd = self.fd
         // The closure keeps the file open for as long as a spilled copy exists.
-        return Storage(parameter: Parameter(name: name, byteCount: n, device: storage.device, source: { [self] out in
+        return Storage(parameter: Parameter(name: name, byteCount: n, source: { [self] out in
             _ = self
             var got = 0
             while got < n {

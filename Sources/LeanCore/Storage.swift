@@ -83,10 +83,10 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
 
     /// An evictable weight that starts out evicted: `source` fills `byteCount` bytes whenever they are needed.
     /// See `Parameter.init(name:byteCount:device:source:rangeSource:)`.
-    public convenience init(byteCount: Int, device: Device = .cpu, name: String = "weight",
+    public convenience init(byteCount: Int, name: String = "weight",
                             source: @escaping @Sendable (UnsafeMutableRawPointer) throws -> Void,
                             rangeSource: (@Sendable (Int, UnsafeMutableRawBufferPointer) throws -> Void)? = nil) {
-        self.init(parameter: Parameter(name: name, byteCount: byteCount, device: device, source: source,
+        self.init(parameter: Parameter(name: name, byteCount: byteCount, source: source,
                                        rangeSource: rangeSource))
     }
 

@@ -117,4 +117,15 @@ final class BadInputTests: XCTestCase {
         }
         XCTAssertEqual(calls, 2)
     }
+
+    /// Library entry points other than generate check their arguments too: decode's VAE options, output lists.
+    func testDecodeAndOutputArguments() throws {
+        let pipe = try StableDiffusionPipeline(directory: Self.sd1)
+        pipe.vaeOptions = VAEOptions(tiling: true, tileSampleSize: 12)
+        assertError("tileSampleSize") { _ = try pipe.decode([Float](repeating: 0, count: 4 * 8 * 8), shape: [1, 4, 8, 8]) }
+        pipe.vaeOptions = VAEOptions(tiling: true, tileOverlap: 1.5)
+        assertError("tileOverlap") { _ = try pipe.decode([Float](repeating: 0, count: 4 * 8 * 8), shape: [1, 4, 8, 8]) }
+        let image = RGBImage(width: 1, height: 1, pixels: [0, 0, 0])
+        assertError("one of each per image") { try GenerationOutput.write([image, image], to: ["/tmp/x.png"]) }
+    }
 }

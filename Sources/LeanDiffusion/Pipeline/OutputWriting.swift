@@ -7,8 +7,10 @@ public enum GenerationOutput {
     public static func write(_ images: [RGBImage], to paths: [String], text: [[PNGTextChunk]]? = nil,
                              report: (path: String, bytes: () throws -> [UInt8])? = nil,
                              wrote: (RGBImage, String) -> Void = { _, _ in }) throws {
-        precondition(images.count == paths.count, "one path per image")
-        precondition(text == nil || text!.count == images.count, "one text list per image")
+        guard images.count == paths.count, text == nil || text!.count == images.count else {
+            throw PipelineError.invalidArgument("GenerationOutput.write: \(images.count) images, \(paths.count) paths and "
+                                                + "\(text.map { "\($0.count)" } ?? "no") text lists; give one of each per image")
+        }
         for (i, (image, path)) in zip(images, paths).enumerated() {
             if let chunks = text?[i], !chunks.isEmpty {
                 try image.writePNG(to: path, text: chunks)

@@ -57,6 +57,28 @@ extension StableDiffusionPipeline {
             throw bad("clipSkip", "\(request.clipSkip) is outside 0...\(layers - 1) (clip skip must not be negative and the "
                       + "text encoder has \(layers) layers)")
         }
+        try validateVAEOptions()
+        // The scheduler's own checks (unsupported settings, timesteps past the table) before any work is done.
+        _ = try makeScheduler(for: request)
+
+        // (batch, C, h, w): each factor is bounded above, so only the product needs checking.
+        let shape = [batch, unetConfig.inChannels, height / factor, width / factor]
+        var count = 1
+        for d in shape {
+            let (p, o) = count.multipliedReportingOverflow(by: d)
+            guard !o else { throw bad("width", "\(width)x\(height) x \(batch) images is too large to address") }
+            count = p
+        }
+        let checked = CheckedRequest(width: width, height: height, batch: batch, guidance: request.guidanceScale > 1,
+                                     latentShape: shape, latentCount: count)
+        try checkMemory(checked)
+        return checked
+    }
+
+    /// `vaeOptions` against this VAE (tile size, overlap, the stride they leave), for `generate` and `decode`.
+    func validateVAEOptions() throws {
+        func bad(_ field: String, _ reason: String) -> PipelineError { .invalidRequest(field: field, reason: reason) }
+        let factor = vaeScaleFactor
         if vaeOptions.tiling {
             let t = vaeOptions.sampleTile(for: vaeConfig)
             if let explicit = vaeOptions.tileSampleSize {
@@ -74,20 +96,5 @@ extension StableDiffusionPipeline {
                 throw bad("vaeOptions.tileOverlap", "\(vaeOptions.tileOverlap) leaves no stride between \(t)-pixel tiles")
             }
         }
-        // The scheduler's own checks (unsupported settings, timesteps past the table) before any work is done.
-        _ = try makeScheduler(for: request)
-
-        // (batch, C, h, w): each factor is bounded above, so only the product needs checking.
-        let shape = [batch, unetConfig.inChannels, height / factor, width / factor]
-        var count = 1
-        for d in shape {
-            let (p, o) = count.multipliedReportingOverflow(by: d)
-            guard !o else { throw bad("width", "\(width)x\(height) x \(batch) images is too large to address") }
-            count = p
-        }
-        let checked = CheckedRequest(width: width, height: height, batch: batch, guidance: request.guidanceScale > 1,
-                                     latentShape: shape, latentCount: count)
-        try checkMemory(checked)
-        return checked
     }
 }

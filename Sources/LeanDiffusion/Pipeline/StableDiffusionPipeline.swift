@@ -358,6 +358,7 @@ public final class StableDiffusionPipeline {
             count = p
         }
         guard latents.count == count else { throw bad("\(latents.count) values for shape \(shape) (\(count))") }
+        try validateVAEOptions()
         return try context.run {
             let images = try decodeInContext(latents, shape: shape)
             try context.checkFailures()
