@@ -17,10 +17,12 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
     private let fixed: UnsafeMutableRawPointer?
     private let release: Release
 
+    /// What the last reference gives back. `arena`'s tracker is set when the plan handed out no arena bytes for
+    /// the slot and the storage allocated (and tracked) its own.
     private enum Release {
         case none
         case free(MemoryTracker)
-        case arena(ExecutionPlan, ExecutionPlan.Slot)
+        case arena(ExecutionPlan, ExecutionPlan.Slot, ownBytes: MemoryTracker?)
         case borrowed(MemoryTracker?, (@Sendable () -> Void)?)
     }
 
@@ -47,28 +49,18 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
             if let pointer = slot.pointer {
                 fixed = pointer
                 if zeroed { memset(pointer, 0, byteCount) }
+                release = .arena(plan, slot, ownBytes: nil)
             } else {
-                let p = Storage.allocate(byteCount)
-                if zeroed { memset(p, 0, byteCount) }
-                fixed = p
+                fixed = Storage.allocate(byteCount, zeroed: zeroed)
                 context.tracker.allocated(byteCount, on: device)
+                release = .arena(plan, slot, ownBytes: context.tracker)
             }
-            release = .arena(plan, slot)
-            ownedByArena = slot.pointer != nil
-            self.tracker = context.tracker
             return
         }
-        let p = Storage.allocate(byteCount)
-        if zeroed { memset(p, 0, byteCount) }
-        fixed = p
+        fixed = Storage.allocate(byteCount, zeroed: zeroed)
         context.tracker.allocated(byteCount, on: device)
         release = .free(context.tracker)
-        ownedByArena = false
-        tracker = context.tracker
     }
-
-    private let ownedByArena: Bool
-    private let tracker: MemoryTracker?
 
     /// A weight's storage (see `Parameter`).
     public init(parameter: Parameter) {
@@ -77,8 +69,6 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
         self.parameter = parameter
         fixed = nil
         release = .none
-        ownedByArena = false
-        tracker = nil
     }
 
     /// An evictable weight that starts out evicted: `source` fills `byteCount` bytes whenever they are needed.
@@ -100,8 +90,6 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
         parameter = nil
         let tracker = tracked ? RuntimeContext.current.tracker : nil
         release = .borrowed(tracker, onRelease)
-        ownedByArena = false
-        self.tracker = tracker
         tracker?.allocated(byteCount, on: device)
     }
 
@@ -111,11 +99,11 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
         case .free(let tracker):
             free(fixed)
             tracker.freed(byteCount, on: device)
-        case .arena(let plan, let slot):
+        case .arena(let plan, let slot, let ownBytes):
             plan.released(slot)
-            if !ownedByArena {
+            if let ownBytes {
                 free(fixed)
-                tracker?.freed(byteCount, on: device)
+                ownBytes.freed(byteCount, on: device)
             }
         case .borrowed(let tracker, let onRelease):
             tracker?.freed(byteCount, on: device)
@@ -123,10 +111,11 @@ public final class Storage: @unchecked Sendable {  // immutable after init; the 
         }
     }
 
-    static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
+    static func allocate(_ byteCount: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer {
         var p: UnsafeMutableRawPointer? = nil
         let rc = posix_memalign(&p, 64, max(byteCount, 64))
         precondition(rc == 0 && p != nil, "out of memory allocating \(byteCount) bytes")
+        if zeroed { memset(p!, 0, byteCount) }
         return p!
     }
 

@@ -33,54 +33,36 @@ public struct LoRAFile: Sendable {
         self.path = path
         func bad(_ reason: String) -> PipelineError { .invalidConfig(file: path, field: "(LoRA)", reason: reason) }
         let names = Set(file.tensorNames)
-        var entries: [Entry] = []
-        if names.contains(where: { $0.hasSuffix(".lora_down.weight") }) {
-            format = .kohya
-            for down in names.sorted() where down.hasSuffix(".lora_down.weight") {
-                let base = String(down.dropLast(".lora_down.weight".count))
-                let target: Target
-                let module: String
-                if base.hasPrefix("lora_unet_") {
-                    (target, module) = (.unet, String(base.dropFirst("lora_unet_".count)))
-                } else if base.hasPrefix("lora_te_") {
-                    (target, module) = (.textEncoder, String(base.dropFirst("lora_te_".count)))
-                } else if base.hasPrefix("lora_te1_") || base.hasPrefix("lora_te2_") {
-                    throw bad("\(base) is an SDXL text encoder LoRA; SDXL is not supported yet")
-                } else {
-                    throw bad("\(down): not a kohya UNet (lora_unet_) or text encoder (lora_te_) key")
-                }
-                let up = base + ".lora_up.weight"
-                guard names.contains(up) else { throw bad("\(down) has no \(up)") }
-                let rank = try Self.rank(file, down: down, up: up, path: path)
-                var alphaScale: Float = 1
-                if let alphaInfo = file.info(base + ".alpha") {
-                    guard alphaInfo.shape.reduce(1, *) == 1, let alpha = try file.floats(base + ".alpha").first, alpha.isFinite else {
-                        throw bad("\(base).alpha is not one finite number")
-                    }
-                    alphaScale = alpha / Float(rank)
-                }
-                entries.append(Entry(target: target, module: module, downKey: down, upKey: up, rank: rank, alphaScale: alphaScale))
-            }
-        } else if names.contains(where: { $0.hasSuffix(".lora_A.weight") }) {
-            format = .peft
-            for down in names.sorted() where down.hasSuffix(".lora_A.weight") {
-                let base = String(down.dropLast(".lora_A.weight".count))
-                let target: Target
-                let module: String
-                if base.hasPrefix("unet.") {
-                    (target, module) = (.unet, String(base.dropFirst("unet.".count)))
-                } else if base.hasPrefix("text_encoder.") {
-                    (target, module) = (.textEncoder, String(base.dropFirst("text_encoder.".count)))
-                } else {
-                    throw bad("\(down): not a unet. or text_encoder. key")
-                }
-                let up = base + ".lora_B.weight"
-                guard names.contains(up) else { throw bad("\(down) has no \(up)") }
-                let rank = try Self.rank(file, down: down, up: up, path: path)
-                entries.append(Entry(target: target, module: module, downKey: down, upKey: up, rank: rank, alphaScale: 1))
-            }
-        } else {
+        // The two formats differ in their suffixes, their target prefixes and whether alpha is stored.
+        let kohya = names.contains { $0.hasSuffix(".lora_down.weight") }
+        guard kohya || names.contains(where: { $0.hasSuffix(".lora_A.weight") }) else {
             throw bad("no LoRA weights (neither kohya .lora_down/.lora_up nor PEFT .lora_A/.lora_B keys)")
+        }
+        format = kohya ? .kohya : .peft
+        let (downSuffix, upSuffix) = kohya ? (".lora_down.weight", ".lora_up.weight") : (".lora_A.weight", ".lora_B.weight")
+        let targets: [(prefix: String, target: Target)] = kohya
+            ? [("lora_unet_", .unet), ("lora_te_", .textEncoder)] : [("unet.", .unet), ("text_encoder.", .textEncoder)]
+        var entries: [Entry] = []
+        for down in names.sorted() where down.hasSuffix(downSuffix) {
+            let base = String(down.dropLast(downSuffix.count))
+            guard let (prefix, target) = targets.first(where: { base.hasPrefix($0.prefix) }) else {
+                if kohya && (base.hasPrefix("lora_te1_") || base.hasPrefix("lora_te2_")) {
+                    throw bad("\(base) is an SDXL text encoder LoRA; SDXL is not supported yet")
+                }
+                throw bad("\(down): not a " + (kohya ? "kohya UNet (lora_unet_) or text encoder (lora_te_)" : "unet. or text_encoder.") + " key")
+            }
+            let up = base + upSuffix
+            guard names.contains(up) else { throw bad("\(down) has no \(up)") }
+            let rank = try Self.rank(file, down: down, up: up, path: path)
+            var alphaScale: Float = 1  // PEFT files store none: alpha = rank
+            if kohya, let alphaInfo = file.info(base + ".alpha") {
+                guard alphaInfo.shape.reduce(1, *) == 1, let alpha = try file.floats(base + ".alpha").first, alpha.isFinite else {
+                    throw bad("\(base).alpha is not one finite number")
+                }
+                alphaScale = alpha / Float(rank)
+            }
+            entries.append(Entry(target: target, module: String(base.dropFirst(prefix.count)), downKey: down, upKey: up,
+                                 rank: rank, alphaScale: alphaScale))
         }
         self.entries = entries
     }

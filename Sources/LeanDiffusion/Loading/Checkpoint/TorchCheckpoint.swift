@@ -71,10 +71,19 @@ public struct TorchCheckpoint {
             guard count == 0 || last < t.storage.elements else {
                 throw bad("\(name): view reaches element \(last) of a storage of \(t.storage.elements)")
             }
-            let storage = count == 0 ? [] : try archive.read(entry.dataOffset + t.offset * es, (last - t.offset + 1) * es)
-            var data = [UInt8](repeating: 0, count: count * es)
-            if count > 0 {
-                // Row-major walk over the view's shape.
+            // Row-major strides: the view is one run of the storage, read as it is (a multi-GB checkpoint's
+            // tensors nearly all are); anything else is gathered element by element.
+            var rowMajor = [Int](repeating: 1, count: t.shape.count)
+            for d in stride(from: t.shape.count - 2, through: 0, by: -1) { rowMajor[d] = rowMajor[d + 1] * t.shape[d + 1] }
+            let contiguous = zip(zip(t.shape, t.strides), rowMajor).allSatisfy { $0.0.0 <= 1 || $0.0.1 == $0.1 }
+            var data: [UInt8]
+            if count == 0 {
+                data = []
+            } else if contiguous {
+                data = try archive.read(entry.dataOffset + t.offset * es, count * es)
+            } else {
+                let storage = try archive.read(entry.dataOffset + t.offset * es, (last - t.offset + 1) * es)
+                data = [UInt8](repeating: 0, count: count * es)
                 var index = [Int](repeating: 0, count: t.shape.count)
                 for i in 0..<count {
                     var at = 0
