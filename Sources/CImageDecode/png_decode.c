@@ -93,6 +93,17 @@ int lean_png_read_rgb8(const unsigned char *data, size_t size, uint32_t max_side
         set_message(message, message_size, "no PNG signature");
         return LEAN_IMAGE_CORRUPT;
     }
+    // IHDR must be the first chunk: its size is checked before libpng reads on (png_read_info reads every chunk
+    // up to the image data, and a file that claims a huge size may be damaged after the header).
+    if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
+        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
+        if (w > max_side || h > max_side || (uint64_t)w * h > max_pixels) {
+            out->width = w;
+            out->height = h;
+            return LEAN_IMAGE_TOO_LARGE;
+        }
+    }
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &source, on_error, on_warning);
     if (png == NULL) {
         set_message(message, message_size, "out of memory");
