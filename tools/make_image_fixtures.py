@@ -13,7 +13,7 @@ Files: PNG of every colour type and bit depth (PIL writes what it can; a small w
 eXIf orientation, XMP and ImageMagick "Raw profile type exif" orientations, and bad inputs (text named .png, empty,
 truncated JPEG and PNG, headers claiming 20000x20000 pixels).
 
-expected.safetensors holds:
+versions.json records the Pillow, libjpeg-turbo, diffusers and numpy versions used. expected.safetensors holds:
   decoded/<file>       uint8 (H, W, 3): diffusers.utils.load_image(path) (PIL open, exif_transpose, convert RGB)
   grey/<file>          uint8 (H, W): PIL convert("L") of that
   resize/rgb/<W>x<H>   uint8 (H, W, 3): PIL resize((W, H), LANCZOS) of decoded/png-rgb8.png (50x20 and 40x28
@@ -27,7 +27,7 @@ One deviation from PIL, by choice: a 16-bit greyscale PNG (PIL mode "I;16") is c
 convert("RGB") (every value above 255 becomes white); we keep the high byte, as PIL itself does for 16-bit RGB,
 RGBA and grey+alpha. decoded/png-grey16.png is therefore the high byte computed here, not PIL's output.
 """
-import io
+import json
 import os
 import struct
 import zlib
@@ -284,8 +284,11 @@ def main():
     import PIL
     versions = {"pillow": PIL.__version__, "diffusers": diffusers.__version__, "numpy": np.__version__,
                 "libjpeg_turbo": str(PIL.features.version("libjpeg_turbo"))}
-    save_file({k: np.ascontiguousarray(v) for k, v in sorted(expected.items())}, p("expected.safetensors"),
-              metadata=versions)
+    save_file({k: np.ascontiguousarray(v) for k, v in sorted(expected.items())}, p("expected.safetensors"))
+    # A separate file: safetensors writes its metadata map in hash order, which would change the bytes each run.
+    with open(p("versions.json"), "w") as f:
+        json.dump(versions, f, indent=1, sort_keys=True)
+        f.write("\n")
     total = sum(os.path.getsize(p(n)) for n in os.listdir(OUT))
     print(f"{len(os.listdir(OUT))} files, {total} bytes in {os.path.normpath(OUT)}")
 
