@@ -187,6 +187,9 @@ def main():
     write_png(p("png-interlaced-rgb8.png"), rgb, 8, 2, interlace=True)
     write_png(p("png-interlaced-grey2.png"), (grey >> 6)[..., None], 2, 0, interlace=True)
     write_png(p("png-exif8-after-idat.png"), rgb, 8, 2, after=[(b"eXIf", exif_bytes(8)[6:])])
+    # Indices past a 6-entry palette (invalid, but seen): PIL and libpng both show them black.
+    write_png(p("png-palette-short.png"), (np.arange(9 * 5, dtype=np.uint8) * 37).reshape(5, 9, 1), 8, 3,
+              palette=bytes([10, 20, 30, 40, 50, 60, 70, 80, 90, 200, 210, 220, 1, 2, 3, 250, 0, 5]))
 
     # JPEG.
     im = Image.fromarray(rgb)

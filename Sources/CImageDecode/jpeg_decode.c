@@ -35,7 +35,14 @@ static void on_error_exit(j_common_ptr cinfo) {
     error_state *state = (error_state *)cinfo->err;
     char text[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, text);
-    put_message(state, text);
+    if (state->warned) {
+        // The data warning usually explains the error ("Premature end of JPEG file", then "no image").
+        char both[2 * JMSG_LENGTH_MAX + 16];
+        snprintf(both, sizeof(both), "%s, then: %s", state->warning, text);
+        put_message(state, both);
+    } else {
+        put_message(state, text);
+    }
     switch (cinfo->err->msg_code) {
     case JERR_BAD_PRECISION:
     case JERR_CONVERSION_NOTIMPL:

@@ -42,7 +42,7 @@ final class ImageInputTests: XCTestCase {
         let file = try Self.expected()
         let names = file.tensorNames.filter { $0.hasPrefix("decoded/") }
         // Every colour type and bit depth, JPEG variants, all eight orientations, metadata variants.
-        XCTAssertEqual(names.count, 38)
+        XCTAssertEqual(names.count, 39)
         for name in names {
             let fixture = String(name.dropFirst("decoded/".count))
             let image = try RGBImage.load(path: Self.path(fixture))
@@ -179,6 +179,9 @@ final class ImageInputTests: XCTestCase {
             expect(Self.path(name), { $0 == .tooLarge(path: Self.path(name), width: 20000, height: 20000,
                                                       maxSide: 16384, maxPixels: 1 << 27) }, "20000x20000")
         }
+        let header = Array(try Data(contentsOf: URL(fileURLWithPath: Self.path("jpeg-420.jpg"))).prefix(100))
+        expect(writeFile(tmp.file("header.jpg"), header), { if case .corrupt = $0 { true } else { false } },
+               "Premature end of JPEG file, then: ")
         let gif = writeFile(tmp.file("a.png"), Array("GIF89a".utf8) + [UInt8](repeating: 0, count: 20))
         expect(gif, { if case .unsupported = $0 { true } else { false } }, "a GIF image")
         let binary = writeFile(tmp.file("b.jpg"), [0, 1, 2, 3, 0xFE, 0xFF, 7, 8, 9])
