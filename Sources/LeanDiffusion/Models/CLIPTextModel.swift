@@ -97,6 +97,7 @@ public final class CLIPTextModel {
     let finalLayerNorm: LayerNorm
 
     public init(config: CLIPTextConfig, weights: WeightLoader, policy: ComputePolicy = ComputePolicy()) throws {
+        try policy.checkSupported()
         self.config = config
         self.policy = policy
         var w = weights.converting(to: policy.dtype)

@@ -19,6 +19,13 @@ public struct ComputePolicy: Sendable {
         self.attention = attention
     }
 
+    /// Refuses a policy this CPU cannot compute (bf16 without AVX-512) before any weight is converted.
+    public func checkSupported() throws {
+        guard CPUCapabilities.supports(dtype) else {
+            throw PipelineError.unsupportedDType(dtype, isa: CPUCapabilities.isaName)
+        }
+    }
+
     /// `x` in the policy's activation type and (for 4-D tensors) layout.
     public func activation(_ x: Tensor) -> Tensor {
         x.converted(to: dtype).withLayout(x.rank == 4 ? layout : x.layout)

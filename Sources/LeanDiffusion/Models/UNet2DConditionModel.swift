@@ -124,6 +124,7 @@ public final class UNet2DConditionModel {
     let convOut: Conv2d
 
     public init(config c: UNetConfig, weights: WeightLoader, policy: ComputePolicy = ComputePolicy()) throws {
+        try policy.checkSupported()
         config = c
         self.policy = policy
         let w = weights.converting(to: policy.dtype)

@@ -27,13 +27,10 @@ extension StableDiffusionPipeline {
             throw fail("\(tok)/vocab.json has token id \(tokenizer.maxTokenId) but \(t) has vocab_size \(text.vocabSize); "
                        + "the tokenizer and the text encoder come from different models")
         }
-        if unet.inChannels == vae.latentChannels + 5 {
-            throw fail("\(u) has in_channels \(unet.inChannels): an inpainting UNet (latents, mask and masked image), "
-                       + "which this text-to-image pipeline does not support")
-        }
-        guard unet.inChannels == vae.latentChannels else {
-            throw fail("\(u) has in_channels \(unet.inChannels) but \(v) has latent_channels \(vae.latentChannels); "
-                       + "the UNet and the VAE come from different models")
+        // An inpainting UNet takes latents, the mask and the masked picture's latents (latent channels + 5).
+        guard unet.inChannels == vae.latentChannels || unet.inChannels == vae.latentChannels + 5 else {
+            throw fail("\(u) has in_channels \(unet.inChannels) but \(v) has latent_channels \(vae.latentChannels) "
+                       + "(a UNet takes that many, or that + 5 for inpainting); the UNet and the VAE come from different models")
         }
         guard unet.outChannels == vae.latentChannels else {
             throw fail("\(u) has out_channels \(unet.outChannels) but \(v) has latent_channels \(vae.latentChannels)")

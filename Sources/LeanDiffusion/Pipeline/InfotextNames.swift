@@ -43,12 +43,12 @@ extension SchedulerKind {
 
 extension GenerationParameters {
     /// The parameters of one generated image in A1111's order (Steps, Sampler, Schedule type, CFG scale, Seed, Size,
-    /// Model hash, Model, Clip skip, `extra`, Version). `clipSkip` is ours (0 = last layer), written as A1111's
+    /// Model hash, Model, Denoising strength, Clip skip, `extra`, Version). `clipSkip` is ours (0 = last layer), written as A1111's
     /// 1-based value and only when it is above 1; a nil model hash or name is left out, as A1111 leaves absent
     /// values out. `cfgScale` is written as Python prints a float ("7.5", "1.0").
     public init(prompt: String, negativePrompt: String = "", steps: Int, sampler: String, scheduleType: String?,
                 cfgScale: Float, seed: UInt64, width: Int, height: Int, modelHash: String?, model: String?,
-                clipSkip: Int = 0, extra: [InfotextField] = [],
+                denoisingStrength: Double? = nil, clipSkip: Int = 0, extra: [InfotextField] = [],
                 version: String = "LeanDiffusion \(LeanDiffusionVersion.string)") {
         var f: [InfotextField] = [InfotextField("Steps", "\(steps)"), InfotextField("Sampler", sampler)]
         if let scheduleType { f.append(InfotextField("Schedule type", scheduleType)) }
@@ -57,6 +57,7 @@ extension GenerationParameters {
         f.append(InfotextField("Size", "\(width)x\(height)"))
         if let modelHash { f.append(InfotextField("Model hash", modelHash)) }
         if let model { f.append(InfotextField("Model", model)) }
+        if let denoisingStrength { f.append(InfotextField("Denoising strength", "\(denoisingStrength)")) }
         if clipSkip >= 1 { f.append(InfotextField("Clip skip", "\(clipSkip + 1)")) }
         f += extra
         f.append(InfotextField("Version", version))
@@ -68,12 +69,20 @@ extension StableDiffusionPipeline {
     /// One `GenerationParameters` per image `generate(request)` returns (prompt-major, as the images), for a run
     /// with `seed` (pass the seed the run used: a request without one draws its own). With several images in one
     /// call they share the seed (one generator draws the batch's latents) and carry A1111's `Batch size` and
-    /// `Batch pos`.
+    /// `Batch pos`. Image-to-image and inpainting add A1111's `Denoising strength`, and their size is the output's
+    /// (the picture's, rounded down to a multiple of 8, unless the request sets one).
     public func generationParameters(for request: GenerationRequest, seed: UInt64, modelHash: String?,
                                      model: String?) -> [GenerationParameters] {
         let kind = request.schedulerKind(folderDefault: defaultScheduler)
         let config = request.schedulerConfig(from: schedulerConfig)
-        let (width, height) = (request.width ?? defaultSize, request.height ?? defaultSize)
+        var (width, height) = (request.width ?? defaultSize, request.height ?? defaultSize)
+        if let initImage = request.initImage {
+            if let size = try? VAEImageProcessor(scaleFactor: vaeScaleFactor).targetSize(
+                imageWidth: initImage.image.width, imageHeight: initImage.image.height,
+                width: request.width, height: request.height) {
+                (width, height) = size
+            }
+        }
         let total = request.prompts.count * request.imagesPerPrompt
         return (0..<total).map { i in
             let p = i / request.imagesPerPrompt
@@ -82,7 +91,9 @@ extension StableDiffusionPipeline {
                                         steps: request.steps, sampler: kind.a1111SamplerName,
                                         scheduleType: kind.a1111ScheduleType(config: config),
                                         cfgScale: request.guidanceScale, seed: seed, width: width, height: height,
-                                        modelHash: modelHash, model: model, clipSkip: request.clipSkip, extra: extra)
+                                        modelHash: modelHash, model: model,
+                                        denoisingStrength: request.initImage?.strength, clipSkip: request.clipSkip,
+                                        extra: extra)
         }
     }
 }

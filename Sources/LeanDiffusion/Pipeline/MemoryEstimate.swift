@@ -148,7 +148,9 @@ extension StableDiffusionPipeline {
         let latents = bu * Double(c.inChannels) * h * w * f32 * 8  // latents, noise, model input, scheduler history
         let denoising = skips + work + latents
 
-        // Decode: per image with slicing; per tile (plus the blended full image) with tiling.
+        // Decode: per image with slicing; per tile (plus the blended full image) with tiling. Image-to-image's
+        // encode runs once per picture (its latents are repeated for the batch) through levels of the same widths
+        // in reverse, with the same tiling, so the decode's figure covers it.
         let images = Double(vaeOptions.slicing ? 1 : r.batch)
         let tile = vaeOptions.sampleTile(for: vaeConfig)
         let tiled = vaeOptions.tiling && (r.width > tile || r.height > tile)

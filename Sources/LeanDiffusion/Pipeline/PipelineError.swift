@@ -19,12 +19,17 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     case incompatibleComponents(String)
     /// The request would need more memory than the machine has (see `MemoryEstimate`).
     case insufficientMemory(MemoryEstimate, availableBytes: Int, source: String, advice: [String])
+    /// The compute type cannot run on this CPU (bf16 needs AVX-512); `isa` is oneDNN's name for what it has.
+    case unsupportedDType(DType, isa: String)
     /// A component produced NaN or infinity: `step` is 1-based, nil outside the denoising loop.
     case nonFinite(component: String, step: Int?, totalSteps: Int?, count: Int, total: Int)
 
     public var description: String {
         switch self {
         case .missingFolder(let p): return "model folder not found: \(p)"
+        case .unsupportedDType(let d, let isa):
+            return "\(d) needs oneDNN's bf16 kernels, which need an AVX-512 CPU (avx512_core; native bf16 with "
+                + "avx512_bf16); this CPU offers \(isa): use fp32, or fp16 (half the weight bytes, computed in f32)"
         case .missingFile(let p): return "file not found: \(p)"
         case .missingComponent(let n, let f): return "the pipeline in \(f) has no '\(n)' component (expected \(f)/\(n)/)"
         case .unsupportedPipeline(let c, let f): return "\(f): pipeline class '\(c)' is not supported (StableDiffusionPipeline is)"

@@ -5,9 +5,11 @@ struct CheckedRequest {
     /// prompts x images per prompt.
     let batch: Int
     let guidance: Bool
-    /// (batch, in_channels, height / f, width / f) and its element count.
+    /// (batch, the VAE's latent channels, height / f, width / f) and its element count.
     let latentShape: [Int]
     let latentCount: Int
+    /// The first index into the scheduler's timesteps (0 from noise; image-to-image and inpainting start later).
+    var startIndex = 0
 }
 
 /// Bounds on a request, far above what any machine can draw, so that sizes computed from them fit in `Int`.
@@ -25,7 +27,13 @@ extension StableDiffusionPipeline {
     func validate(_ request: GenerationRequest) throws -> CheckedRequest {
         func bad(_ field: String, _ reason: String) -> PipelineError { .invalidRequest(field: field, reason: reason) }
         let factor = vaeScaleFactor
-        let width = request.width ?? defaultSize, height = request.height ?? defaultSize
+        var width = request.width ?? defaultSize, height = request.height ?? defaultSize
+        if let initImage = request.initImage {
+            (width, height) = try validate(initImage, width: request.width, height: request.height)
+        } else if isInpaintingModel {
+            throw bad("initImage", "this is an inpainting model (its UNet takes \(unetConfig.inChannels) channels: latents, "
+                      + "mask and masked picture); give it a picture and a mask (--init-image, --mask)")
+        }
         for (field, v) in [("width", width), ("height", height)] {
             guard v > 0, v % factor == 0, v <= RequestLimits.maxSide else {
                 throw bad(field, "\(v) must be a positive multiple of \(factor) up to \(RequestLimits.maxSide) "
@@ -62,17 +70,49 @@ extension StableDiffusionPipeline {
         _ = try makeScheduler(for: request)
 
         // (batch, C, h, w): each factor is bounded above, so only the product needs checking.
-        let shape = [batch, unetConfig.inChannels, height / factor, width / factor]
+        let shape = [batch, vaeConfig.latentChannels, height / factor, width / factor]
         var count = 1
         for d in shape {
             let (p, o) = count.multipliedReportingOverflow(by: d)
             guard !o else { throw bad("width", "\(width)x\(height) x \(batch) images is too large to address") }
             count = p
         }
-        let checked = CheckedRequest(width: width, height: height, batch: batch, guidance: request.guidanceScale > 1,
+        var checked = CheckedRequest(width: width, height: height, batch: batch, guidance: request.guidanceScale > 1,
                                      latentShape: shape, latentCount: count)
+        if let initImage = request.initImage {
+            guard let start = Self.startIndex(steps: request.steps, strength: initImage.strength) else {
+                throw bad("strength", "\(initImage.strength) x \(request.steps) steps leaves no denoising step "
+                          + "(int(steps x strength) must be at least 1); raise the strength or the steps")
+            }
+            checked.startIndex = start
+        }
         try checkMemory(checked)
         return checked
+    }
+
+    /// The picture, mask and strength of an image-to-image or inpainting request; returns the output size (the
+    /// request's, else the picture's rounded down to a multiple of the VAE's factor).
+    func validate(_ initImage: InitImage, width: Int?, height: Int?) throws -> (width: Int, height: Int) {
+        func bad(_ field: String, _ reason: String) -> PipelineError { .invalidRequest(field: field, reason: reason) }
+        let s = initImage.strength
+        guard s.isFinite, s > 0, s <= 1 else {
+            throw bad("strength", "\(s) must be in (0, 1]: how much of the picture is redrawn (1 = all of it)")
+        }
+        let image = initImage.image
+        if let mask = initImage.mask {
+            do { try VAEImageProcessor.checkMaskSize(image: image, mask: mask) } catch {
+                throw bad("mask", error.description)
+            }
+        } else if isInpaintingModel {
+            throw bad("mask", "this is an inpainting model (its UNet takes \(unetConfig.inChannels) channels); give it "
+                      + "a mask (--mask; white = repaint) with the picture")
+        }
+        do {
+            return try VAEImageProcessor(scaleFactor: vaeScaleFactor)
+                .targetSize(imageWidth: image.width, imageHeight: image.height, width: width, height: height)
+        } catch {
+            throw bad(width == nil && height == nil ? "initImage" : "width", error.description)
+        }
     }
 
     /// `vaeOptions` against this VAE (tile size, overlap, the stride they leave), for `generate` and `decode`.

@@ -26,6 +26,10 @@ public struct GenerationRequest: Sendable {
     public var timestepSpacing: TimestepSpacing? = nil
     /// CLIP skip: use the hidden state this many layers before the last (0 = last layer).
     public var clipSkip: Int = 0
+    /// Start from a picture instead of noise: image-to-image, or inpainting when it has a mask. `width` and
+    /// `height` then default to the picture's size rounded down to a multiple of 8 (given, the picture is resized
+    /// to them with PIL's Lanczos, as diffusers' image processor does).
+    public var initImage: InitImage? = nil
 
     public init(prompts: [String], negativePrompts: [String]? = nil) {
         self.prompts = prompts
@@ -110,6 +114,7 @@ public final class StableDiffusionPipeline {
                 loras: [LoRASpec] = [],
                 context: RuntimeContext = RuntimeContext(),
                 logger: Logger = Logger(label: "lean-diffusion")) throws {
+        try policy.checkSupported()
         let single = RegularFile.exists(directory) ? try SingleFileCheckpoint(path: directory) : nil
         self.singleFile = single
         self.loras = loras
@@ -235,6 +240,8 @@ public final class StableDiffusionPipeline {
     /// The default size: UNet sample_size times the VAE's downsampling factor (64 x 8 = 512 for SD 1.5).
     public var defaultSize: Int { unetConfig.sampleSize * vaeScaleFactor }
     public var vaeScaleFactor: Int { 1 << (vaeConfig.blockOutChannels.count - 1) }
+    /// A 9-channel inpainting UNet (latents, mask, masked picture): it needs `InitImage` with a mask.
+    public var isInpaintingModel: Bool { unetConfig.inChannels == vaeConfig.latentChannels + 5 }
 
     /// Text embeddings for the prompts (and the negative prompts first, when guidance is on), repeated per image.
     func encode(_ request: GenerationRequest, guidance: Bool) -> Tensor {
@@ -263,7 +270,7 @@ public final class StableDiffusionPipeline {
     private func generateInContext(_ request: GenerationRequest,
                                    progress: ((StepProgress) -> Bool)?) throws -> [RGBImage] {
         let checked = try validate(request)
-        let (width, height, factor) = (checked.width, checked.height, vaeScaleFactor)
+        let (width, height) = (checked.width, checked.height)
         let (guidance, batch) = (checked.guidance, checked.batch)
         let clock = ContinuousClock()
         let phaseClock = PhaseClock(tracker: context.tracker)
@@ -281,24 +288,41 @@ public final class StableDiffusionPipeline {
         var scheduler = try makeScheduler(for: request)
         let seed = request.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         var generator = TorchGenerator(seed: seed)
-        let latentShape = [batch, unetConfig.inChannels, height / factor, width / factor]
-        let count = latentShape.reduce(1, *)
-        var latents = generator.randn(count: count).map { $0 * scheduler.initNoiseSigma }
-        logger.debug("seed \(seed), \(scheduler.timesteps.count) UNet calls, latents \(latentShape)")
+        let latentShape = checked.latentShape
+        let count = checked.latentCount
+        let start: DenoisingStart
+        if request.initImage != nil {
+            start = try phaseClock.measure("encode", into: &phases) {
+                defer { offloadController.finished(.vae) }
+                let s = try prepareStart(request, checked, scheduler: scheduler, generator: &generator)
+                try context.checkFailures()
+                return s
+            }
+        } else {
+            start = try prepareStart(request, checked, scheduler: scheduler, generator: &generator)
+        }
+        var latents = start.latents
+        let total = scheduler.timesteps.count
+        let unetShape = [batch, unetConfig.inChannels, latentShape[2], latentShape[3]]
+        logger.debug("seed \(seed), \(total - start.startIndex) UNet calls from index \(start.startIndex), latents \(latentShape)")
 
-        for i in 0..<scheduler.timesteps.count {
-            try phaseClock.measure("step \(i + 1)", into: &phases) {
-                if i == 0 { weightStreamer?.resetPeak() }
+        for i in start.startIndex..<total {
+            let stepNumber = i - start.startIndex + 1, stepCount = total - start.startIndex
+            try phaseClock.measure("step \(stepNumber)", into: &phases) {
+                if i == start.startIndex { weightStreamer?.resetPeak() }
                 let stepStart = clock.now
-                let scaled = scheduler.scaleModelInput(latents, stepIndex: i)
-                var input = Tensor(scaled, shape: latentShape)
+                var scaled = scheduler.scaleModelInput(latents, stepIndex: i)
+                if let conditioning = start.conditioning {
+                    scaled = Self.concatChannels(scaled, conditioning, batch: batch)
+                }
+                var input = Tensor(scaled, shape: unetShape)
                 if guidance { input = Ops.concat([input, input], axis: 0) }
                 let t = scheduler.timestepValues[i]
                 let x = input.converted(to: policy.dtype).withLayout(policy.layout)
                 let forward = { self.unet(x, timestep: t, encoderHiddenStates: embeddings) }
                 let out = unetPlan(for: x.shape)?.run(forward) ?? forward()
                 var noise = out.converted(to: .f32).toFloats()
-                try FiniteCheck.require(noise, "the UNet", step: i + 1, of: scheduler.timesteps.count)
+                try FiniteCheck.require(noise, "the UNet", step: stepNumber, of: stepCount)
                 if guidance {
                     // uncond + g * (text - uncond), in f32 as diffusers computes it.
                     let g = request.guidanceScale
@@ -311,10 +335,13 @@ public final class StableDiffusionPipeline {
                 }
                 try context.checkFailures()
                 latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
-                try FiniteCheck.require(latents, "the scheduler step (guidance \(request.guidanceScale))", step: i + 1,
-                                        of: scheduler.timesteps.count)
+                if let known = start.knownRegion {
+                    latents = known.apply(latents, nextIndex: i + 1 < total ? i + 1 : nil, scheduler: scheduler)
+                }
+                try FiniteCheck.require(latents, "the scheduler step (guidance \(request.guidanceScale))", step: stepNumber,
+                                        of: stepCount)
                 let seconds = (clock.now - stepStart).inSeconds
-                if let progress, !progress(StepProgress(step: i + 1, totalSteps: scheduler.timesteps.count, timestep: t, seconds: seconds)) {
+                if let progress, !progress(StepProgress(step: stepNumber, totalSteps: stepCount, timestep: t, seconds: seconds)) {
                     throw PipelineError.cancelled
                 }
             }
@@ -332,13 +359,25 @@ public final class StableDiffusionPipeline {
         }
         let stats = weightStreamer?.stats
         lastReport = RunReport(offload: offload.rawValue, dtype: "\(policy.dtype)", width: width, height: height,
-                               steps: scheduler.timesteps.count, phases: phases,
+                               steps: total - start.startIndex, phases: phases,
                                weightBytes: ["text_encoder": offloadController.registry(.textEncoder).totalBytes,
                                              "unet": offloadController.registry(.unet).totalBytes,
                                              "vae": offloadController.registry(.vae).totalBytes],
                                streamedPeakResidentBytes: streamedPeak, demandLoads: stats?.demandLoads,
                                prefetchLoads: stats?.prefetchLoads)
         return images
+    }
+
+    /// Per image, its `a` channels then its `b` channels (`torch.cat([a, b], dim=1)` of two (B, ·, h, w) arrays).
+    static func concatChannels(_ a: [Float], _ b: [Float], batch: Int) -> [Float] {
+        let (na, nb) = (a.count / batch, b.count / batch)
+        var out: [Float] = []
+        out.reserveCapacity(a.count + b.count)
+        for i in 0..<batch {
+            out.append(contentsOf: a[(i * na)..<((i + 1) * na)])
+            out.append(contentsOf: b[(i * nb)..<((i + 1) * nb)])
+        }
+        return out
     }
 
     /// latents / scaling_factor → VAE decoder → 8-bit RGB, one image per batch item. `shape` is (B, C, h, w) with

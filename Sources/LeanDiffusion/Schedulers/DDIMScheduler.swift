@@ -31,6 +31,10 @@ public struct DDIMScheduler: Scheduler {
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] { sample }
 
+    public func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float] {
+        SchedulerMath.ddpmAddNoise(original, noise, alphaCumprod: alphasCumprod[timesteps[stepIndex]])
+    }
+
     public mutating func step(modelOutput e: [Float], stepIndex: Int, sample x: [Float],
                               generator: inout TorchGenerator) -> [Float] {
         let t = timesteps[stepIndex]

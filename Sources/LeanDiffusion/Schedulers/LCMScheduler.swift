@@ -58,6 +58,10 @@ public struct LCMScheduler: Scheduler {
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] { sample }
 
+    public func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float] {
+        SchedulerMath.ddpmAddNoise(original, noise, alphaCumprod: alphasCumprod[timesteps[stepIndex]])
+    }
+
     /// `get_scalings_for_boundary_condition_discrete` with a tensor timestep (as the pipeline passes it): float32,
     /// `0.25 / x` as torch's `reciprocal(x) * 0.25`, `** 2` as a product, `** 0.5` as a square root.
     func boundaryScalings(_ t: Int) -> (cSkip: Float, cOut: Float) {

@@ -9,6 +9,9 @@ public struct PNDMScheduler: Scheduler {
     public private(set) var numInferenceSteps = 0
     private var ets: [[Float]] = []
     private var curSample: [Float]? = nil
+    /// diffusers' `counter`: calls since `setTimesteps`. Equal to the step index from noise; image-to-image starts
+    /// the loop part-way (`timesteps[t_start:]`) with the counter at 0, so PLMS warms up again from there.
+    private var counter = 0
 
     public init(config: SchedulerConfig) throws {
         base = try ResolvedBaseConfig(config, defaultSpacing: .leading, acceptsZeroSNR: false)
@@ -43,14 +46,20 @@ public struct PNDMScheduler: Scheduler {
         timesteps = plms.reversed()
         ets = []
         curSample = nil
+        counter = 0
     }
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] { sample }
 
-    public mutating func step(modelOutput e: [Float], stepIndex counter: Int, sample: [Float],
+    public func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float] {
+        SchedulerMath.ddpmAddNoise(original, noise, alphaCumprod: alphasCumprod[timesteps[stepIndex]])
+    }
+
+    public mutating func step(modelOutput e: [Float], stepIndex: Int, sample: [Float],
                               generator: inout TorchGenerator) -> [Float] {
+        defer { counter += 1 }
         let ratio = base.numTrainTimesteps / numInferenceSteps
-        var t = timesteps[counter]
+        var t = timesteps[stepIndex]
         var prevT = t - ratio
         if counter != 1 {
             if ets.count > 3 { ets.removeFirst(ets.count - 3) }

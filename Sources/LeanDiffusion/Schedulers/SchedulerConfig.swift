@@ -52,6 +52,22 @@ public protocol Scheduler {
     func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float]
     mutating func step(modelOutput: [Float], stepIndex: Int, sample: [Float], generator: inout TorchGenerator) -> [Float]
     mutating func setTimesteps(_ n: Int) throws
+    /// diffusers' `add_noise(original, noise, timesteps[stepIndex])` with this scheduler's formula (image-to-image's
+    /// starting latents, inpainting's re-noised known region). `stepIndex` indexes `timesteps`; where diffusers
+    /// reads it from `begin_index` / `step_index` (Euler, DPM-Solver, UniPC) that is the same index.
+    func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float]
+}
+
+extension SchedulerMath {
+    /// DDPMScheduler-style `add_noise` (DDIM, PNDM, LCM): `ᾱ[t] ** 0.5 · x + (1 − ᾱ[t]) ** 0.5 · ε` in float32
+    /// (torch's pow(·, 0.5) is its sqrt), each product rounded before the sum as two torch ops do.
+    static func ddpmAddNoise(_ x: [Float], _ noise: [Float], alphaCumprod a: Float) -> [Float] {
+        let sa = a.squareRoot(), sb = (1 - a).squareRoot()
+        return map2(x, noise) { (xv, nv) in
+            let p = sa * xv, q = sb * nv
+            return p + q
+        }
+    }
 }
 
 public enum SchedulerKind: String, CaseIterable, Sendable {
