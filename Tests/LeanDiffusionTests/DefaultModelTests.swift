@@ -23,6 +23,14 @@ final class DefaultModelTests: XCTestCase {
         let position: String?
     }
 
+    /// The analysis settings both fixtures (eval.json, img2img.json) carry; decoded from the same JSON object.
+    struct AnalysisSettings: Decodable {
+        let distance: Double
+        let min_pixels: Int
+        let palette: [String: [Double]]
+        let regions: [String: [Double]]
+    }
+
     struct Eval: Decodable {
         let unet_sha256: String
         let unet_bytes: Int
@@ -30,10 +38,6 @@ final class DefaultModelTests: XCTestCase {
         let guidance: Float
         let width: Int
         let height: Int
-        let distance: Double
-        let min_pixels: Int
-        let palette: [String: [Double]]
-        let regions: [String: [Double]]
         let diffusers_agreement: Double
         let threshold: Double
         let prompts: [Expectation]
@@ -60,7 +64,7 @@ final class DefaultModelTests: XCTestCase {
     }
 
     /// The analysis of tools/check_default_model.py: border median = background, far-from-background pixels = shape.
-    static func analyse(_ image: RGBImage, _ e: Eval) -> Analysis {
+    static func analyse(_ image: RGBImage, _ e: AnalysisSettings) -> Analysis {
         let (w, h) = (image.width, image.height)
         func px(_ x: Int, _ y: Int) -> [Double] {
             let i = (y * w + x) * 3
@@ -91,6 +95,7 @@ final class DefaultModelTests: XCTestCase {
             throw XCTSkip("no \(Self.fixture.path): run tools/check_default_model.py --write-fixture on the trained model")
         }
         let eval = try JSONDecoder().decode(Eval.self, from: data)
+        let settings = try JSONDecoder().decode(AnalysisSettings.self, from: data)
         let unetPath = Self.model.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path
         guard let unetBytes = FileManager.default.contents(atPath: unetPath) else {
             return XCTFail("missing \(unetPath)")
@@ -115,7 +120,7 @@ final class DefaultModelTests: XCTestCase {
             let image = try pipeline.generate(request)[0]
             XCTAssertEqual(image.width, eval.width)
             XCTAssertEqual(image.height, eval.height)
-            let a = Self.analyse(image, eval)
+            let a = Self.analyse(image, settings)
             let ok = a.colour == p.colour && a.background == p.background && (p.position == nil || a.position == p.position)
             if ok { agreed += 1 }
             report.append("\(ok ? "ok  " : "FAIL") \(p.prompt): \(a.colour ?? "-") on \(a.background) at \(a.position ?? "-") (\(a.pixels) px)")
@@ -141,10 +146,6 @@ final class DefaultModelTests: XCTestCase {
         let picture: String
         let steps: Int
         let guidance: Float
-        let distance: Double
-        let min_pixels: Int
-        let palette: [String: [Double]]
-        let regions: [String: [Double]]
         let seeds: [UInt64]
         let cases: [Case]
     }
@@ -162,10 +163,7 @@ final class DefaultModelTests: XCTestCase {
         XCTAssertEqual(unetBytes, eval.unet_bytes,
                        "Models/tiny-sd changed since the fixture: rerun tools/check_default_img2img.py --write-fixture")
         let picture = try RGBImage.load(path: dir.appendingPathComponent(eval.picture).path)
-        let analysis = Eval(unet_sha256: "", unet_bytes: 0, steps: eval.steps, guidance: eval.guidance,
-                            width: picture.width, height: picture.height, distance: eval.distance,
-                            min_pixels: eval.min_pixels, palette: eval.palette, regions: eval.regions,
-                            diffusers_agreement: 0, threshold: 0, prompts: [])
+        let analysis = try JSONDecoder().decode(AnalysisSettings.self, from: data)
         let start = Self.analyse(picture, analysis)
         XCTAssertEqual([start.colour, start.background, start.position], ["red", "blue", "center"])
         let pipeline = try StableDiffusionPipeline(directory: Self.model.path)
@@ -195,8 +193,7 @@ final class DefaultModelTests: XCTestCase {
         let palette: [String: [Double]] = ["red": [220, 30, 30], "blue": [30, 60, 220], "white": [245, 245, 245]]
         let regions: [String: [Double]] = ["top left": [17, 17], "top right": [47, 17], "bottom left": [17, 47],
                                            "bottom right": [47, 47], "center": [32, 32]]
-        let e = Eval(unet_sha256: "", unet_bytes: 0, steps: 1, guidance: 1, width: 64, height: 64, distance: 80, min_pixels: 8,
-                     palette: palette, regions: regions, diffusers_agreement: 1, threshold: 1, prompts: [])
+        let e = AnalysisSettings(distance: 80, min_pixels: 8, palette: palette, regions: regions)
         var pixels = [UInt8](repeating: 0, count: 64 * 64 * 3)
         for y in 0..<64 {
             for x in 0..<64 {

@@ -66,13 +66,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         lowerOrderNums = 0
     }
 
-    /// DPM-Solver / UniPC `add_noise`: `α_t · x + σ_t · ε` with (α_t, σ_t) from `σ[stepIndex]` (float32).
     public func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float] {
-        let (a, s) = MultistepSchedule.alphaSigma(sigmas[stepIndex])
-        return SchedulerMath.map2(original, noise) { (xv, nv) in
-            let p = a * xv, q = s * nv
-            return p + q
-        }
+        SchedulerMath.multistepAddNoise(original, noise, sigma: sigmas[stepIndex])
     }
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] { sample }

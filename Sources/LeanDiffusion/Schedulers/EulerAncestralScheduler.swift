@@ -22,10 +22,8 @@ public struct EulerAncestralScheduler: Scheduler {
         timestepValues = ts
     }
 
-    /// Euler's `add_noise`: `x + ε · σ[stepIndex]` (float32).
     public func addNoise(_ original: [Float], noise: [Float], stepIndex: Int) -> [Float] {
-        let s = sigmas[stepIndex]
-        return SchedulerMath.map2(original, noise) { (xv, nv) in xv + nv * s }
+        SchedulerMath.sigmaAddNoise(original, noise, sigma: sigmas[stepIndex])
     }
 
     public func scaleModelInput(_ sample: [Float], stepIndex: Int) -> [Float] {

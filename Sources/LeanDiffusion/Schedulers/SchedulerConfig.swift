@@ -68,6 +68,20 @@ extension SchedulerMath {
             return p + q
         }
     }
+
+    /// Euler and Euler-ancestral `add_noise`: `x + ε · σ` (float32).
+    static func sigmaAddNoise(_ x: [Float], _ noise: [Float], sigma s: Float) -> [Float] {
+        map2(x, noise) { (xv, nv) in xv + nv * s }
+    }
+
+    /// DPM-Solver / UniPC `add_noise`: `α_t · x + σ_t · ε` with (α_t, σ_t) from `σ` (float32).
+    static func multistepAddNoise(_ x: [Float], _ noise: [Float], sigma: Float) -> [Float] {
+        let (a, s) = MultistepSchedule.alphaSigma(sigma)
+        return map2(x, noise) { (xv, nv) in
+            let p = a * xv, q = s * nv
+            return p + q
+        }
+    }
 }
 
 public enum SchedulerKind: String, CaseIterable, Sendable {
