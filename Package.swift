@@ -34,6 +34,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.3.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
@@ -52,8 +55,14 @@ let package = Package(
                 dependencies: ["LeanCore", "SafeTensors", "CPNG", "CPNGText", "CJPEG", "CImageDecode",
                                .product(name: "Logging", package: "swift-log")],
                 path: "Sources/LeanDiffusion", swiftSettings: kernelSettings),
+        .target(name: "LeanDiffusionServer",
+                dependencies: ["LeanDiffusion",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Sources/LeanDiffusionServer"),
         .executableTarget(name: "LeanDiffusionCLI",
-                          dependencies: ["LeanDiffusion", "SafeTensors",
+                          dependencies: ["LeanDiffusion", "LeanDiffusionServer", "SafeTensors",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/LeanDiffusionCLI"),
@@ -66,6 +75,11 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"], path: "Tests/SafeTensorsTests"),
         .testTarget(name: "LeanDiffusionTests", dependencies: ["LeanDiffusion"], path: "Tests/LeanDiffusionTests",
                     exclude: ["Fixtures"]),
+        .testTarget(name: "LeanDiffusionServerTests",
+                    dependencies: ["LeanDiffusionServer", "LeanDiffusion",
+                                   .product(name: "Hummingbird", package: "hummingbird"),
+                                   .product(name: "HTTPTypes", package: "swift-http-types")],
+                    path: "Tests/LeanDiffusionServerTests"),
     ],
     swiftLanguageModes: [.v6]
 )

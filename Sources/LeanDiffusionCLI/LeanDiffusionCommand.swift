@@ -12,11 +12,11 @@ import Glibc
 #endif
 
 @main
-struct LeanDiffusionCommand: ParsableCommand {
+struct LeanDiffusionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lean-diffusion",
         abstract: "Stable Diffusion inference in little memory, fast.",
-        subcommands: [Generate.self, Inspect.self, Tokenize.self, Convert.self, Info.self],
+        subcommands: [Generate.self, Serve.self, Inspect.self, Tokenize.self, Convert.self, Info.self],
         defaultSubcommand: Generate.self)
 }
 
@@ -189,13 +189,21 @@ final class ProgressBar {
 }
 
 enum FileHandleOutput {
-    static func stderr(_ s: String) {
+    static func stderr(_ s: String) { write(s, to: 2) }
+
+    static func stdout(_ s: String) { write(s, to: 1) }
+
+    static func write(_ s: String, to fd: Int32) {
         var s = s
         // write(2) on fd 2: unbuffered, and no shared FILE* (which Swift 6 rightly calls shared mutable state).
         s.withUTF8 { buf in
             var done = 0
             while done < buf.count {
-                let n = write(2, buf.baseAddress! + done, buf.count - done)
+                #if canImport(Glibc)
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                #else
+                let n = Darwin.write(fd, buf.baseAddress! + done, buf.count - done)
+                #endif
                 if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
                 done += n
             }

@@ -66,6 +66,19 @@ extension GenerationParameters {
 }
 
 extension StableDiffusionPipeline {
+    /// The size of the images `generate(request)` returns: the request's, else the model's default, else for
+    /// image-to-image the picture's rounded down to a multiple of the VAE's factor (as `generate` resizes it).
+    public func outputSize(for request: GenerationRequest) -> (width: Int, height: Int) {
+        var size = (width: request.width ?? defaultSize, height: request.height ?? defaultSize)
+        if let initImage = request.initImage,
+           let target = try? VAEImageProcessor(scaleFactor: vaeScaleFactor).targetSize(
+               imageWidth: initImage.image.width, imageHeight: initImage.image.height,
+               width: request.width, height: request.height) {
+            size = target
+        }
+        return size
+    }
+
     /// One `GenerationParameters` per image `generate(request)` returns (prompt-major, as the images), for a run
     /// with `seed` (pass the seed the run used: a request without one draws its own). With several images in one
     /// call they share the seed (one generator draws the batch's latents) and carry A1111's `Batch size` and
@@ -75,14 +88,7 @@ extension StableDiffusionPipeline {
                                      model: String?) -> [GenerationParameters] {
         let kind = request.schedulerKind(folderDefault: defaultScheduler)
         let config = request.schedulerConfig(from: schedulerConfig)
-        var (width, height) = (request.width ?? defaultSize, request.height ?? defaultSize)
-        if let initImage = request.initImage {
-            if let size = try? VAEImageProcessor(scaleFactor: vaeScaleFactor).targetSize(
-                imageWidth: initImage.image.width, imageHeight: initImage.image.height,
-                width: request.width, height: request.height) {
-                (width, height) = size
-            }
-        }
+        let (width, height) = outputSize(for: request)
         let total = request.prompts.count * request.imagesPerPrompt
         return (0..<total).map { i in
             let p = i / request.imagesPerPrompt

@@ -21,10 +21,27 @@ public enum RequestLimits {
 }
 
 extension StableDiffusionPipeline {
+    /// Checks `request` as `generate` would before any work (every field, then, with `memory`, the estimate
+    /// against available memory) without running it: services call it when a request arrives, so a bad one is
+    /// refused before it waits in a queue. Throws `PipelineError.invalidRequest` naming the field, or
+    /// `.insufficientMemory`. Without `memory` it reads only the pipeline's configuration (not its weights or
+    /// offload state), so it may run on one thread while another generates with the same pipeline.
+    public func check(_ request: GenerationRequest, memory: Bool = true) throws {
+        _ = try validate(request, memory: memory)
+    }
+
+    /// How many denoising steps `generate(request)` runs (and reports progress for): the scheduler's timesteps
+    /// (PNDM's PLMS schedule has one more than `steps`), less those image-to-image skips. Checks the request as
+    /// `check(_:memory: false)` does.
+    public func denoisingSteps(for request: GenerationRequest) throws -> Int {
+        let checked = try validate(request, memory: false)
+        return try makeScheduler(for: request).timesteps.count - checked.startIndex
+    }
+
     /// Checks every field of `request` (and the pipeline's `vaeOptions`) against this pipeline before anything is
     /// computed: sizes, steps against the scheduler's table, guidance, CLIP skip, counts, then the memory estimate.
     /// Every failure is a `PipelineError.invalidRequest` naming the field, or `.insufficientMemory`.
-    func validate(_ request: GenerationRequest) throws -> CheckedRequest {
+    func validate(_ request: GenerationRequest, memory: Bool = true) throws -> CheckedRequest {
         func bad(_ field: String, _ reason: String) -> PipelineError { .invalidRequest(field: field, reason: reason) }
         let factor = vaeScaleFactor
         var width = request.width ?? defaultSize, height = request.height ?? defaultSize
@@ -86,7 +103,7 @@ extension StableDiffusionPipeline {
             }
             checked.startIndex = start
         }
-        try checkMemory(checked)
+        if memory { try checkMemory(checked) }
         return checked
     }
 
