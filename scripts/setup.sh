@@ -32,7 +32,8 @@ fi
 
 missing=()
 for pkg in "${packages[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    # "deinstall ok config-files" (removed, configuration kept) is not installed.
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed$" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
