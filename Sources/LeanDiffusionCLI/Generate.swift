@@ -161,15 +161,13 @@ struct Generate: ParsableCommand {
                                    })
     }
 
-    /// Each image's `parameters` chunk. The model hash reads the weights (streamed, seconds for SD 1.5); if that
-    /// fails the images are written without it rather than lost.
+    /// Each image's `parameters` chunk. The hashes read the model, VAE and LoRA files (streamed, seconds for SD
+    /// 1.5); one that fails is left out with a warning rather than costing the images.
     func metadata(_ pipeline: StableDiffusionPipeline, _ request: GenerationRequest, modelPath: String) -> [[PNGTextChunk]] {
-        var hash: String? = nil
-        do { hash = try ModelHash.shortHash(forModel: modelPath, variant: modelOptions.variant) } catch {
-            FileHandleOutput.stderr("warning: no model hash in the metadata: \(error)\n")
-        }
-        return pipeline.generationParameters(for: request, seed: request.seed!, modelHash: hash,
-                                             model: ModelHash.name(forModel: modelPath))
+        let (provenance, warnings) = ModelProvenance.compute(modelPath: modelPath, variant: modelOptions.variant,
+                                                             vaePath: modelOptions.vae, loras: pipeline.loras)
+        for w in warnings { FileHandleOutput.stderr("warning: \(w)\n") }
+        return pipeline.generationParameters(for: request, seed: request.seed!, provenance: provenance)
             .map { [PNGTextChunk(keyword: "parameters", text: $0.infotext)] }
     }
 

@@ -71,11 +71,10 @@ struct Serve: AsyncParsableCommand {
             throw CLIError(Generate.describe(e))
         }
         let path = modelOptions.modelPath
-        var hash: String? = nil
-        do { hash = try ModelHash.shortHash(forModel: path, variant: modelOptions.variant) } catch {
-            FileHandleOutput.stderr("warning: no model hash in the metadata: \(error)\n")
-        }
-        let model = ServedModel(hash: hash, name: ModelHash.name(forModel: path), path: path)
+        let (provenance, warnings) = ModelProvenance.compute(modelPath: path, variant: modelOptions.variant,
+                                                             vaePath: modelOptions.vae, loras: pipelines[0].loras)
+        for w in warnings { FileHandleOutput.stderr("warning: \(w)\n") }
+        let model = ServedModel(provenance: provenance, path: path)
         let server = try GenerationServer(pipelines: pipelines, model: model, configuration: configuration, logger: logger)
         let host = configuration.host
         try await server.run { port in

@@ -6,16 +6,21 @@ import Synchronization
 
 /// The model a server runs, as its responses and images name it.
 public struct ServedModel: Sendable {
-    /// A1111's short model hash (10 hex digits), nil when it could not be computed.
-    public var hash: String?
-    /// The checkpoint's or folder's name.
-    public var name: String
+    /// What the images' infotext names: model hash and name, a replacement VAE, LoRA hashes.
+    public var provenance: ModelProvenance
     public var path: String
+    /// A1111's short model hash (10 hex digits), nil when it could not be computed.
+    public var hash: String? { provenance.modelHash }
+    /// The checkpoint's or folder's name.
+    public var name: String { provenance.model ?? path }
+
+    public init(provenance: ModelProvenance, path: String) {
+        self.provenance = provenance
+        self.path = path
+    }
 
     public init(hash: String?, name: String, path: String) {
-        self.hash = hash
-        self.name = name
-        self.path = path
+        self.init(provenance: ModelProvenance(modelHash: hash, model: name), path: path)
     }
 }
 
@@ -65,8 +70,7 @@ final class GenerationWorker: @unchecked Sendable {
                     self.queue.progress(id, step: iteration * p.totalSteps + p.step, total: spec.iterations * p.totalSteps,
                                    stepSeconds: p.seconds)
                 }
-                let parameters = pipeline.generationParameters(for: request, seed: seed, modelHash: model.hash,
-                                                               model: model.name)
+                let parameters = pipeline.generationParameters(for: request, seed: seed, provenance: model.provenance)
                 for (image, p) in zip(images, parameters) {
                     pngs.append(try image.pngData(text: [PNGTextChunk(keyword: "parameters", text: p.infotext)]))
                     infotexts.append(p.infotext)

@@ -71,4 +71,34 @@ final class CLIMetadataTests: XCTestCase {
         XCTAssertEqual(text.status, 1)
         XCTAssertTrue(text.stderr.contains("not a readable PNG"), text.stderr)
     }
+
+    /// A replacement VAE and LoRAs are named as A1111 names them: "VAE hash" (10 hex digits of the file's SHA-256),
+    /// "VAE", and "Lora hashes" with each LoRA's 12-digit addnet hash (SHA-256 of the bytes after the safetensors
+    /// header). Expected values from Python's hashlib:
+    ///   hashlib.sha256(b[8 + int.from_bytes(b[:8], "little"):]).hexdigest()[:12] for the LoRAs,
+    ///   hashlib.sha256(open(".../sd1-tiny/vae/diffusion_pytorch_model.safetensors", "rb").read()).hexdigest()[:10].
+    func testLoRAAndVAEHashes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lean-cli-lora-meta-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let model = ErrorTestSupport.sd1
+        let loras = CLIErrorTests.repo.appendingPathComponent("Tests/LeanDiffusionTests/Fixtures/lora").path
+        XCTAssertEqual(try ModelHash.loraShortHash(path: loras + "/kohya.safetensors"), "593b4adc67db")
+        XCTAssertEqual(try ModelHash.loraShortHash(path: loras + "/peft.safetensors"), "3b2ba0a5986e")
+        let g = try run(["generate", "--model", model, "--prompt", "x", "--steps", "2", "--seed", "1", "--quiet",
+                         "--lora", loras + "/kohya.safetensors:0.5", "--lora", loras + "/peft.safetensors",
+                         "--vae", model + "/vae", "--output", dir + "/l.png"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        let text = try XCTUnwrap(try PNGText.text("parameters", from: dir + "/l.png"))
+        XCTAssert(text.contains(", VAE hash: 49a90388c1, VAE: vae, "), text)
+        XCTAssert(text.contains(", Lora hashes: \"kohya: 593b4adc67db, peft: 3b2ba0a5986e\", Version: "), text)
+        let parsed = GenerationParameters(infotext: text)
+        XCTAssertEqual(parsed["Lora hashes"], "kohya: 593b4adc67db, peft: 3b2ba0a5986e")
+        XCTAssertEqual(parsed["VAE hash"], "49a90388c1")
+        // Not a safetensors file: a named error, not a crash.
+        _ = FileManager.default.createFile(atPath: dir + "/short.safetensors", contents: Data([1, 2, 3]))
+        XCTAssertThrowsError(try ModelHash.loraShortHash(path: dir + "/short.safetensors"))
+        _ = FileManager.default.createFile(atPath: dir + "/long.safetensors", contents: Data([255, 255, 255, 255, 255, 255, 255, 255, 0]))
+        XCTAssertThrowsError(try ModelHash.loraShortHash(path: dir + "/long.safetensors"))
+    }
 }

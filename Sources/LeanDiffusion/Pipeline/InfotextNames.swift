@@ -43,11 +43,12 @@ extension SchedulerKind {
 
 extension GenerationParameters {
     /// The parameters of one generated image in A1111's order (Steps, Sampler, Schedule type, CFG scale, Seed, Size,
-    /// Model hash, Model, Denoising strength, Clip skip, `extra`, Version). `clipSkip` is ours (0 = last layer), written as A1111's
+    /// Model hash, Model, VAE hash, VAE, Denoising strength, Clip skip, `extra` (e.g. Lora hashes), Version). `clipSkip` is ours (0 = last layer), written as A1111's
     /// 1-based value and only when it is above 1; a nil model hash or name is left out, as A1111 leaves absent
     /// values out. `cfgScale` is written as Python prints a float ("7.5", "1.0").
     public init(prompt: String, negativePrompt: String = "", steps: Int, sampler: String, scheduleType: String?,
                 cfgScale: Float, seed: UInt64, width: Int, height: Int, modelHash: String?, model: String?,
+                vaeHash: String? = nil, vae: String? = nil,
                 denoisingStrength: Double? = nil, clipSkip: Int = 0, extra: [InfotextField] = [],
                 version: String = "LeanDiffusion \(LeanDiffusionVersion.string)") {
         var f: [InfotextField] = [InfotextField("Steps", "\(steps)"), InfotextField("Sampler", sampler)]
@@ -57,6 +58,8 @@ extension GenerationParameters {
         f.append(InfotextField("Size", "\(width)x\(height)"))
         if let modelHash { f.append(InfotextField("Model hash", modelHash)) }
         if let model { f.append(InfotextField("Model", model)) }
+        if let vaeHash { f.append(InfotextField("VAE hash", vaeHash)) }
+        if let vae { f.append(InfotextField("VAE", vae)) }
         if let denoisingStrength { f.append(InfotextField("Denoising strength", "\(denoisingStrength)")) }
         if clipSkip >= 1 { f.append(InfotextField("Clip skip", "\(clipSkip + 1)")) }
         f += extra
@@ -86,18 +89,26 @@ extension StableDiffusionPipeline {
     /// (the picture's, rounded down to a multiple of 8, unless the request sets one).
     public func generationParameters(for request: GenerationRequest, seed: UInt64, modelHash: String?,
                                      model: String?) -> [GenerationParameters] {
+        generationParameters(for: request, seed: seed, provenance: ModelProvenance(modelHash: modelHash, model: model))
+    }
+
+    /// As `generationParameters(for:seed:modelHash:model:)`, naming the VAE and LoRAs of `provenance` too.
+    public func generationParameters(for request: GenerationRequest, seed: UInt64,
+                                     provenance: ModelProvenance) -> [GenerationParameters] {
         let kind = request.schedulerKind(folderDefault: defaultScheduler)
         let config = request.schedulerConfig(from: schedulerConfig)
         let (width, height) = outputSize(for: request)
         let total = request.prompts.count * request.imagesPerPrompt
         return (0..<total).map { i in
             let p = i / request.imagesPerPrompt
-            let extra = total > 1 ? [InfotextField("Batch size", "\(total)"), InfotextField("Batch pos", "\(i)")] : []
+            var extra = total > 1 ? [InfotextField("Batch size", "\(total)"), InfotextField("Batch pos", "\(i)")] : []
+            if let loras = provenance.loraHashesField { extra.append(loras) }
             return GenerationParameters(prompt: request.prompts[p], negativePrompt: request.negativePrompts?[p] ?? "",
                                         steps: request.steps, sampler: kind.a1111SamplerName,
                                         scheduleType: kind.a1111ScheduleType(config: config),
                                         cfgScale: request.guidanceScale, seed: seed, width: width, height: height,
-                                        modelHash: modelHash, model: model,
+                                        modelHash: provenance.modelHash, model: provenance.model,
+                                        vaeHash: provenance.vaeHash, vae: provenance.vae,
                                         denoisingStrength: request.initImage?.strength, clipSkip: request.clipSkip,
                                         extra: extra)
         }

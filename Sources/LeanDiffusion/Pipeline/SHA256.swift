@@ -119,11 +119,16 @@ public struct SHA256 {
 
     /// The SHA-256 of the files' bytes one after the other, read in 4 MiB chunks (never held whole).
     public static func ofFiles(_ paths: [String]) throws -> [UInt8] {
+        try ofFiles(paths.map { ($0, 0) })
+    }
+
+    /// The SHA-256 of each file's bytes from its offset on, the files one after the other.
+    public static func ofFiles(_ parts: [(path: String, offset: Int)]) throws -> [UInt8] {
         var hasher = SHA256()
         let chunk = 4 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
         defer { buffer.deallocate() }
-        for path in paths {
+        for (path, offset) in parts {
             let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else {
                 let e = errno
@@ -134,6 +139,9 @@ public struct SHA256 {
             var st = stat()
             guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
                 throw PipelineError.unreadableFile(path: path, reason: "not a regular file")
+            }
+            guard offset >= 0, offset <= Int(st.st_size), lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) else {
+                throw PipelineError.unreadableFile(path: path, reason: "cannot read from byte \(offset) of \(st.st_size)")
             }
             while true {
                 let n = read(fd, buffer, chunk)
